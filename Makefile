@@ -1,0 +1,54 @@
+# The command surface of the project: CI workflows call these targets, so every
+# CI step can be reproduced locally. `make` alone lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+# Stamps make the environment refresh only when the lock files change.
+# Hooks and scripts find the project's tools first.
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+PY_STAMP := $(VENV)/.synced
+NODE_STAMP := node_modules/.synced
+
+.PHONY: help install lint test test-fast demo bench render validate graph lock clean
+
+help: ## list the targets
+	@echo "Targets:"
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY_STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+$(NODE_STAMP): package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(PY_STAMP) $(NODE_STAMP) ## create/refresh .venv and node_modules from the lock files
+
+lock: ## re-resolve requirements.lock from pyproject.toml (then commit it)
+	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 --no-annotate --no-header -q -o requirements.lock
+
+lint: install ## pre-commit on every file (ruff, YAML/JSON, secrets, ASL, workflows)
+	$(BIN)/pre-commit run --all-files --show-diff-on-failure
+
+test: install lint ## lint, then the whole test suite
+	$(BIN)/pytest
+
+test-fast: install ## unit and functional tests only (no Spark, no local cloud)
+	$(BIN)/pytest -m "not slow"
+
+demo: install ## run the retraining story on the embedded local cloud
+	$(BIN)/mlops demo
+
+bench: install ## benchmarks; writes bench/results.json and bench/results.md
+	$(BIN)/python -m pipeline.bench
+
+clean: ## remove the environments and caches
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
