@@ -28,7 +28,7 @@ BASE_FILE = "project.yaml"
 OVERLAY_DIR = "env"
 
 # Characters reserved in the training-job and model names for the per-execution
-# suffix that `mlops run` appends ("-" + 16 characters).
+# suffix the manifest Lambda appends ("-" + a 16-character run key).
 RUN_SUFFIX_LEN = 17
 
 PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -117,6 +117,7 @@ class EtlSection(_Strict):
     worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X"] = "G.1X"
     number_of_workers: int = Field(default=2, ge=2, le=299)
     timeout_minutes: int = Field(default=30, ge=1, le=2880)
+    max_concurrent_runs: int = Field(default=10, ge=1, le=1000)
 
 
 class TrainingSection(_Strict):
@@ -180,6 +181,7 @@ def _cross_section_problems(settings: Settings) -> list[tuple[tuple[str, ...], s
 # kind -> (AWS length limit, suffix appended to "<project>-<env>")
 NAME_RULES: dict[str, tuple[int, str]] = {
     "stack": (128, ""),
+    "bootstrap_stack": (128, "-bootstrap"),
     "bucket": (63, "-data"),
     "state_machine": (80, "-retrain"),
     "table": (255, "-models"),
@@ -197,6 +199,7 @@ NAME_RULES: dict[str, tuple[int, str]] = {
     "role_sagemaker": (64, "-sagemaker"),
     "role_lambda": (64, "-lambda"),
     "role_events": (64, "-events"),
+    "role_deploy": (64, "-deploy"),
     "data_rule": (64, "-new-data"),
     "failure_rule": (64, "-failed-runs"),
 }
@@ -276,6 +279,8 @@ class ProjectConfig:
     names: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    # The project directory holding config/ (rendered ASL files live under it too).
+    root: Path = field(default_factory=Path.cwd)
 
     @property
     def data_uris(self) -> dict[str, str]:
@@ -461,4 +466,11 @@ def load_config(
 
     names, warnings = derive_names(settings.project.name, env)
     files = [base_display, overlay_display] + [override_sources[p] for p in override_sources]
-    return ProjectConfig(env=env, settings=settings, names=names, warnings=warnings, files=files)
+    return ProjectConfig(
+        env=env,
+        settings=settings,
+        names=names,
+        warnings=warnings,
+        files=files,
+        root=cdir.resolve().parent,
+    )

@@ -1,0 +1,238 @@
+"""Offline checks of a state machine definition, beyond the JSON schema.
+
+`validate_definition` returns findings ("file: state 'X': problem"); an empty list
+means the definition passed. It checks, in this order: the ASL schema and rules
+(the pinned `asl-validator` npm package), the graph (targets exist, every state is
+reachable, non-terminal states continue), error handling (every Task has Retry and
+Catch), resources (every Lambda placeholder names a handler in src/lambdas/, every
+placeholder is one the deploy fills), data flow (every JSONPath a Choice reads is
+written by a state on every path before it) and the gate (the promote branch is
+reachable only through the gate's comparison).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pipeline.workflow import GATE_VARIABLE, SUBSTITUTIONS
+
+REPO = Path(__file__).resolve().parents[1]
+LAMBDA_DIR = REPO / "src" / "lambdas"
+ASL_VALIDATOR = REPO / "node_modules" / ".bin" / "asl-validator"
+PLACEHOLDER_RE = re.compile(r"\$\{([A-Za-z0-9]+)\}")
+LAMBDA_PLACEHOLDER_RE = re.compile(r"^\$\{([A-Z][A-Za-z0-9]*)FunctionArn\}$")
+# States whose effect is a promotion: only the gate's comparison may lead to them.
+PROMOTING_RESOURCES = (
+    "arn:aws:states:::sagemaker:createEndpoint",
+    "arn:aws:states:::sagemaker:updateEndpoint",
+)
+TERMINAL_TYPES = {"Succeed", "Fail"}
+
+
+class ValidationError(Exception):
+    """The definition file cannot be read at all (missing or not JSON)."""
+
+
+def load_definition(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValidationError(f"{path}: file not found. Fix: run `mlops render`") from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{path}: not valid JSON ({exc}). Fix: run `mlops render`") from None
+
+
+def _edges(state: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, target) for every transition out of a state."""
+    out = []
+    if "Next" in state:
+        out.append(("Next", state["Next"]))
+    if "Default" in state:
+        out.append(("Default", state["Default"]))
+    for i, choice in enumerate(state.get("Choices", [])):
+        if "Next" in choice:
+            out.append((f"Choices[{i}]", choice["Next"]))
+    for i, catch in enumerate(state.get("Catch", [])):
+        if "Next" in catch:
+            out.append((f"Catch[{i}]", catch["Next"]))
+    return out
+
+
+def _reachable(
+    states: dict[str, Any], start: str, skip: set[tuple[str, str]] = frozenset()
+) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in states:
+            continue
+        seen.add(name)
+        todo.extend(t for label, t in _edges(states[name]) if (name, label) not in skip)
+    return seen
+
+
+def _choice_variables(choice: dict[str, Any]) -> Iterable[str]:
+    if "Variable" in choice:
+        yield choice["Variable"]
+    for key in ("And", "Or"):
+        for sub in choice.get(key, []):
+            yield from _choice_variables(sub)
+    if "Not" in choice:
+        yield from _choice_variables(choice["Not"])
+    for key, value in choice.items():
+        if key.endswith("Path") and isinstance(value, str):
+            yield value
+
+
+def _top_key(path: str) -> str | None:
+    match = re.match(r"^\$\.([A-Za-z0-9_]+)", path)
+    return match.group(1) if match else None
+
+
+def _lambda_modules(definition_text: str) -> set[str]:
+    return {
+        m.group(1) for m in re.finditer(r"\$\{([A-Z][A-Za-z0-9]*)FunctionArn\}", definition_text)
+    }
+
+
+def _handler_defined(module: Path) -> bool:
+    tree = ast.parse(module.read_text())
+    return any(isinstance(n, ast.FunctionDef) and n.name == "handler" for n in tree.body)
+
+
+def _schema_findings(path: Path, text: str) -> list[str]:
+    validator = ASL_VALIDATOR if ASL_VALIDATOR.exists() else shutil.which("asl-validator")
+    if not validator:
+        return [f"{path}: asl-validator is not installed. Fix: run `make install`"]
+    result = subprocess.run(
+        [str(validator), "--json-definition", text, "--silent"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode == 0:
+        return []
+    detail = (result.stdout + result.stderr).strip().replace("\n", "; ")
+    return [f"{path}: ASL schema: {detail or 'invalid definition'}"]
+
+
+def _written_before(states: dict[str, Any], start: str) -> dict[str, set[str]]:
+    """For each state, the top-level keys every path from the start has written on entry."""
+    all_keys = {
+        _top_key(s["ResultPath"])
+        for s in states.values()
+        if isinstance(s.get("ResultPath"), str) and _top_key(s["ResultPath"])
+    }
+    entry: dict[str, set[str]] = {name: set(all_keys) for name in states}
+    entry[start] = set()
+    changed = True
+    while changed:  # must-analysis: intersect over predecessors until stable
+        changed = False
+        for name, state in states.items():
+            if name not in entry:
+                continue
+            written = set(entry[name])
+            for label, target in _edges(state):
+                if target not in states:
+                    continue
+                out = set(written)
+                # A Catch writes the error at its own ResultPath, not the state's result.
+                path = (
+                    state["Catch"][int(label[6:-1])].get("ResultPath")
+                    if label.startswith("Catch")
+                    else state.get("ResultPath")
+                )
+                key = _top_key(path) if isinstance(path, str) else None
+                if key:
+                    out.add(key)
+                new = entry[target] & out
+                if new != entry[target]:
+                    entry[target] = new
+                    changed = True
+    return entry
+
+
+def validate_definition(definition: dict[str, Any], path: Path, schema: bool = True) -> list[str]:
+    text = json.dumps(definition)
+    findings = _schema_findings(path, text) if schema else []
+    states: dict[str, Any] = definition.get("States") or {}
+    start = definition.get("StartAt")
+    if start not in states:
+        return [*findings, f"{path}: StartAt {start!r} is not a state"]
+
+    def finding(state: str, problem: str) -> None:
+        findings.append(f"{path}: state {state!r}: {problem}")
+
+    for name, state in states.items():
+        for label, target in _edges(state):
+            if target not in states:
+                finding(name, f"{label} goes to {target!r}, which does not exist")
+        kind = state.get("Type")
+        if kind not in TERMINAL_TYPES | {"Choice"} and "Next" not in state and not state.get("End"):
+            finding(name, "has neither Next nor End")
+        if kind == "Task":
+            if not state.get("Retry"):
+                finding(name, "Task has no Retry for transient errors")
+            if not state.get("Catch"):
+                finding(name, "Task has no Catch routing failures to a notification")
+
+    for name in sorted(set(states) - _reachable(states, start)):
+        finding(name, f"is unreachable from {start!r}")
+
+    used = set(PLACEHOLDER_RE.findall(text))
+    for unknown in sorted(used - set(SUBSTITUTIONS)):
+        findings.append(
+            f"{path}: placeholder ${{{unknown}}} is not one the deploy fills ({sorted(SUBSTITUTIONS)})"
+        )
+    for name, state in states.items():
+        match = LAMBDA_PLACEHOLDER_RE.match(str(state.get("Resource", "")))
+        if match:
+            module = LAMBDA_DIR / f"{match.group(1).lower()}.py"
+            if not module.is_file() or not _handler_defined(module):
+                finding(
+                    name, f"Lambda {match.group(0)} has no handler in src/lambdas/{module.name}"
+                )
+
+    written = _written_before(states, start)
+    for name, state in states.items():
+        if state.get("Type") != "Choice" or name not in written:
+            continue
+        for choice in [*state.get("Choices", [])]:
+            for variable in _choice_variables(choice):
+                key = _top_key(variable)
+                if key and key not in written[name]:
+                    finding(
+                        name, f"reads {variable}, but no earlier state writes $.{key} on every path"
+                    )
+
+    _check_gate(states, start, finding)
+    return findings
+
+
+def _check_gate(states: dict[str, Any], start: str, finding) -> None:
+    promoting = [n for n, s in states.items() if s.get("Resource") in PROMOTING_RESOURCES]
+    gates = [
+        (name, f"Choices[{i}]")
+        for name, state in states.items()
+        if state.get("Type") == "Choice"
+        for i, choice in enumerate(state.get("Choices", []))
+        if choice.get("Variable") == GATE_VARIABLE and choice.get("BooleanEquals") is True
+    ]
+    if not gates:
+        finding("(gate)", f"no Choice compares {GATE_VARIABLE} with BooleanEquals true")
+        return
+    if not promoting:
+        finding("(gate)", "no state creates or updates the endpoint")
+        return
+    bypass = _reachable(states, start, skip=set(gates))
+    for name in promoting:
+        if name in bypass:
+            finding(name, f"can be reached without passing the gate's {GATE_VARIABLE} comparison")

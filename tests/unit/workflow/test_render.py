@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline import workflow
+from pipeline.config import load_config
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return load_config("dev", REPO / "config", environ={})
+
+
+@pytest.fixture(scope="module")
+def rendered(dev) -> str:
+    return workflow.render(dev)
+
+
+def test_committed_asl_is_current_for_every_environment():
+    for overlay in sorted((REPO / "config" / "env").glob("*.yaml")):
+        cfg = load_config(overlay.stem, REPO / "config", environ={})
+        assert workflow.check(cfg) == "", f"run `mlops render`: {overlay.stem} is stale"
+
+
+def test_render_is_byte_identical_across_calls(dev, rendered):
+    assert workflow.render(dev) == rendered
+    assert rendered.endswith("\n")
+    assert rendered == json.dumps(json.loads(rendered), indent=2, sort_keys=True) + "\n"
+
+
+def test_render_contains_no_timestamps_or_generated_job_names(rendered):
+    assert not re.search(r"20\d\d-\d\d-\d\d-\d\d-\d\d-\d\d", rendered)
+    assert "sagemaker_job_name" not in rendered
+
+
+def test_config_change_shows_in_the_diff():
+    cfg = load_config(
+        "dev", REPO / "config", environ={"MLOPS__TRAINING__INSTANCE_TYPE": "ml.m5.4xlarge"}
+    )
+    diff = workflow.check(cfg)
+    added = [line for line in diff.splitlines() if line.startswith("+") and "InstanceType" in line]
+    assert [line.replace(" ", "") for line in added] == ['+"InstanceType":"ml.m5.4xlarge",']
+    assert diff.startswith("--- statemachine.dev.asl.json (committed)")
+
+
+def test_per_execution_values_come_from_the_input(rendered):
+    states = json.loads(rendered)["States"]
+    train = states["Train"]["Parameters"]
+    assert train["TrainingJobName.$"] == "$.manifest.training_job_name"
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri.$"]
+        for c in train["InputDataConfig"]
+    }
+    assert channels == {c: f"$.manifest.channels.{c}" for c in ("train", "validation", "test")}
+    assert states["ETL"]["Parameters"]["Arguments"]["--input.$"] == "$.manifest.input_uri"
+    assert "raw/drop" not in rendered
+
+
+def test_training_uses_config_hyperparameters_and_region_image(dev, rendered):
+    train = json.loads(rendered)["States"]["Train"]["Parameters"]
+    hps = {k: json.loads(v) for k, v in train["HyperParameters"].items()}
+    for key, value in dev.settings.training.hyperparameters.items():
+        assert hps[key] == value
+    assert hps["label_column"] == dev.settings.data.label_column
+    assert hps["sagemaker_submit_directory"] == "${TrainingCodeUri}"
+    image = train["AlgorithmSpecification"]["TrainingImage"]
+    assert dev.settings.project.region in image
+    assert image.endswith(
+        f"sagemaker-scikit-learn:{dev.settings.training.framework_version}-cpu-py3"
+    )
+    names = {m["Name"] for m in train["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert f"test:{dev.settings.gate.metric}" in names
+
+
+def test_only_known_placeholders_are_used(rendered):
+    assert set(re.findall(r"\$\{(\w+)\}", rendered)) <= set(workflow.SUBSTITUTIONS)
+
+
+def test_rendering_does_not_change_the_root_logger(dev):
+    import logging
+
+    root = logging.getLogger()
+    before = root.level
+    workflow.render(dev)
+    assert root.level == before
+
+
+def test_render_does_not_depend_on_the_callers_aws_region(dev, rendered, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "cn-north-1")
+    assert workflow.render(dev) == rendered
+
+
+def test_metric_definitions_match_what_the_training_entry_prints(dev):
+    from train.entry import metric_definitions as entry_definitions
+
+    assert workflow.metric_definitions(dev) == entry_definitions(list(dev.settings.evaluation.metrics))
