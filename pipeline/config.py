@@ -127,6 +127,16 @@ class TrainingSection(_Strict):
     max_runtime_seconds: int = Field(ge=60, le=432000)
     hyperparameters: dict[str, str | int | float | bool] = {}
 
+    @field_validator("instance_count")
+    @classmethod
+    def _one_instance(cls, v: int) -> int:
+        if v != 1:
+            raise ValueError(
+                "the SageMaker scikit-learn container trains on one instance only (no distributed "
+                "training); use 1, or a bigger instance_type"
+            )
+        return v
+
 
 class EvaluationSection(_Strict):
     metrics: list[Literal[SUPPORTED_METRICS]] = Field(min_length=1)  # type: ignore[valid-type]

@@ -56,6 +56,28 @@ def list_models(cfg: ProjectConfig) -> dict[str, Any]:
     }
 
 
+def _wait_for_endpoint(sagemaker, endpoint: str, config: str, timeout: float = 1800) -> None:
+    """Return once the endpoint serves `config`; SageMaker keeps the old config serving (with a
+    FailureReason) when an update fails, and then the registry must not move."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = sagemaker.describe_endpoint(EndpointName=endpoint)
+        status, serving = described["EndpointStatus"], described.get("EndpointConfigName")
+        if status == "InService" and serving == config:
+            return
+        if status == "Failed" or (status == "InService" and described.get("FailureReason")):
+            raise RegistryError(
+                f"endpoint {endpoint} did not take {config}: {described.get('FailureReason', status)}. "
+                "The registry is unchanged"
+            )
+        time.sleep(0.5)
+    raise RegistryError(
+        f"endpoint {endpoint} still updating after {timeout:.0f}s; the registry is unchanged"
+    )
+
+
 def rollback(cfg: ProjectConfig, version: int) -> dict[str, Any]:
     """Serve model `version` again and record it; returns {"from", "to", "endpoint_config"}."""
     registry = _registry(cfg)
@@ -81,6 +103,7 @@ def rollback(cfg: ProjectConfig, version: int) -> dict[str, Any]:
     sagemaker.update_endpoint(
         EndpointName=cfg.names["endpoint"], EndpointConfigName=model["model_name"]
     )
+    _wait_for_endpoint(sagemaker, cfg.names["endpoint"], model["model_name"])
     now = promote.utc_now()
     table = registry.table
     new_pointer = promote.pointer_item(model, now, current)

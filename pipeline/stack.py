@@ -24,7 +24,6 @@ from pipeline.config import ProjectConfig
 LAMBDA_RUNTIME = "python3.12"
 LAMBDA_MODULES = ("manifest", "evaluate", "promote", "notify")
 CODE_PARAMETERS = {
-    "CodeVersion": "git commit of the deployed code, recorded with every model",
     "LambdaCodeKey": "S3 key of the Lambda zip (lambdas-<hash>.zip)",
     "TrainingCodeKey": "S3 key of the training tarball (train-<hash>.tar.gz)",
     "EtlScriptKey": "S3 key of the Glue job script (etl-<hash>/glue_job.py)",
@@ -479,11 +478,17 @@ def template(cfg: ProjectConfig, asl: str | None = None) -> dict[str, Any]:
             name: {
                 "Type": "String",
                 "Description": text,
-                "AllowedPattern": "^[A-Za-z0-9._-]{1,80}$"
-                if name == "CodeVersion"
-                else "^code/[A-Za-z0-9._/-]+$",
+                "AllowedPattern": "^code/[A-Za-z0-9._/-]+$",
             }
             for name, text in CODE_PARAMETERS.items()
+        }
+        | {
+            "CodeVersion": {
+                "Type": "String",
+                "Description": "git commit of the deployed code, recorded with every model it trains",
+                "Default": "unknown",
+                "AllowedPattern": "^[A-Za-z0-9._-]{1,80}$",
+            }
         },
         "Resources": resources,
         "Outputs": {

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from lambdas import _aws
@@ -36,6 +38,11 @@ UNKNOWN_COMMIT = "unknown"
 
 class EmptyDataDropError(RuntimeError):
     """The data prefix holds no objects, so there is nothing to train on."""
+
+
+class DuplicateRunError(RuntimeError):
+    """Another execution already trains this commit on this data (the state machine catches this
+    by name and ends the execution as a clean duplicate)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,14 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     manifest = build_manifest(layout.bucket, prefix, list_objects(s3, layout.bucket, prefix))
     # Named before anything is written, so a configuration SageMaker would refuse leaves no trace.
     names = run_names(layout, manifest["data_version"], execution_id)
+    claim = claim_run(
+        _aws.client("dynamodb"),
+        _aws.env("TABLE_NAME"),
+        commit,
+        manifest["data_version"],
+        execution_id,
+        prefix,
+    )
     key = f"{layout.manifest_prefix}{manifest['data_version']}.json"
     s3.put_object(
         Bucket=layout.bucket,
@@ -98,8 +113,46 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         "total_bytes": manifest["total_bytes"],
         "data_prefix": prefix,
         "commit": commit,
+        "run_claim": claim,
         **names,
     }
+
+
+def claim_run(
+    ddb: Any, table: str, commit: str, data_version: str, execution_id: str, prefix: str
+) -> str:
+    """Record that this execution trains `commit` on `data_version`; a second execution with the same
+    identity gets DuplicateRunError (one S3 event per file of a drop, a re-upload of the same
+    content, `mlops run` of the deployed commit). A retry of the same execution claims again."""
+    from botocore.exceptions import ClientError
+
+    pk = f"RUN#{commit}#{data_version}"
+    item = {
+        "pk": pk,
+        "execution_id": execution_id,
+        "data_prefix": prefix,
+        "claimed_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    try:
+        ddb.put_item(
+            TableName=table,
+            Item=_aws.to_item(item),
+            ConditionExpression="attribute_not_exists(pk) OR execution_id = :me",
+            ExpressionAttributeValues={":me": {"S": execution_id}},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        owner = _aws.from_item(
+            ddb.get_item(TableName=table, Key={"pk": {"S": pk}}, ConsistentRead=True).get(
+                "Item", {}
+            )
+        )
+        raise DuplicateRunError(
+            f"commit {commit} on data version {data_version} is already handled by execution "
+            f"{str(owner.get('execution_id', '?')).rsplit(':', 1)[-1]} (claimed {owner.get('claimed_at', '?')})"
+        ) from None
+    return pk
 
 
 def parse_input(event: Mapping[str, Any], raw_prefix: str) -> tuple[str, str]:
@@ -123,7 +176,8 @@ def parse_input(event: Mapping[str, Any], raw_prefix: str) -> tuple[str, str]:
             f"read from; upload the drop as {raw_prefix}<drop>/<file> and start the run with that"
         )
     if run_input.get("commit") is None:
-        return prefix, UNKNOWN_COMMIT
+        # Started by new data: it trains the deployed code, whose commit the stack records.
+        return prefix, os.environ.get("CODE_VERSION") or UNKNOWN_COMMIT
     return prefix, _aws.field(event, "input.commit")
 
 

@@ -17,6 +17,12 @@ BUCKET = "tumor-triage-dev-data"  # $BUCKET in the functional conftest
 EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:tumor-triage-dev-retrain:"
 
 
+@pytest.fixture(autouse=True)
+def registry(ddb):
+    """The registry table the manifest claims runs in."""
+    return ddb
+
+
 def upload_drop(s3, drop: str, prefix: str) -> None:
     s3.put_object(Bucket=BUCKET, Key=prefix, Body=b"")  # the console's "folder" marker
     data = (SAMPLE / drop / "data.csv").read_bytes()
@@ -52,6 +58,7 @@ def test_manifest_lists_the_drop_and_writes_it_under_its_data_version(s3, load_e
         "input_uri": f"s3://{BUCKET}/raw/drop-001/",
         "object_count": 1,
         "total_bytes": size,
+        "run_claim": f"RUN#{event['input']['commit']}#{version}",
         "data_prefix": "raw/drop-001/",
         "commit": event["input"]["commit"],
         "run_key": run_key,
@@ -227,3 +234,58 @@ def test_a_training_job_prefix_too_long_for_sagemaker_is_a_configuration_error(
     with pytest.raises(ConfigurationError, match="TRAINING_JOB_PREFIX='t{47}' must be at most 46"):
         manifest.handler(load_event("manifest"), None)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="manifests/")
+
+
+def test_a_second_execution_for_the_same_commit_and_data_is_a_duplicate(s3):
+    upload_drop(s3, "drop-001", "raw/drop-001/")
+    first = manifest.handler(event("raw/drop-001/", "first"), None)
+    with pytest.raises(
+        manifest.DuplicateRunError,
+        match=r"commit abc123 on data version \w+ is already handled by execution first",
+    ):
+        manifest.handler(event("raw/drop-001/", "second"), None)
+    assert first["run_claim"] == f"RUN#abc123#{first['data_version']}"
+
+
+def test_a_retry_of_the_same_execution_claims_again(s3):
+    upload_drop(s3, "drop-001", "raw/drop-001/")
+    first = manifest.handler(event("raw/drop-001/", "same"), None)
+    assert manifest.handler(event("raw/drop-001/", "same"), None)["run_claim"] == first["run_claim"]
+
+
+def test_another_commit_or_other_data_is_not_a_duplicate(s3):
+    upload_drop(s3, "drop-001", "raw/drop-001/")
+    upload_drop(s3, "drop-002", "raw/drop-002/")
+    manifest.handler(event("raw/drop-001/", "one"), None)
+    manifest.handler(event("raw/drop-001/", "two", commit="def456"), None)
+    manifest.handler(event("raw/drop-002/", "three"), None)
+
+
+def test_racing_executions_with_one_identity_have_one_winner(s3, serialised_moto):
+    import threading
+
+    upload_drop(s3, "drop-001", "raw/drop-001/")
+    outcomes: list[str] = []
+
+    def start(name: str) -> None:
+        try:
+            manifest.handler(event("raw/drop-001/", name), None)
+            outcomes.append("won")
+        except manifest.DuplicateRunError:
+            outcomes.append("duplicate")
+
+    threads = [threading.Thread(target=start, args=(f"racer-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["duplicate"] * 3 + ["won"]
+
+
+def test_runs_started_by_new_data_train_the_deployed_commit(s3, monkeypatch):
+    upload_drop(s3, "drop-001", "raw/drop-001/")
+    monkeypatch.setenv("CODE_VERSION", "deployed42")
+    event = {"input": {"data_key": "raw/drop-001/data.csv"}, "execution_id": EXECUTION + "s3"}
+    out = manifest.handler(event, None)
+    assert out["commit"] == "deployed42"
+    assert out["run_claim"].startswith("RUN#deployed42#")

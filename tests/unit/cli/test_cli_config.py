@@ -99,5 +99,7 @@ def test_unknown_environment_exits_2():
 
 
 def test_environment_override_reaches_config_show():
-    result = _mlops("config", "show", "--json", env={"MLOPS__TRAINING__INSTANCE_COUNT": "4"})
-    assert json.loads(result.stdout)["settings"]["training"]["instance_count"] == 4
+    result = _mlops(
+        "config", "show", "--json", env={"MLOPS__TRAINING__MAX_RUNTIME_SECONDS": "7200"}
+    )
+    assert json.loads(result.stdout)["settings"]["training"]["max_runtime_seconds"] == 7200

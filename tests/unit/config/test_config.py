@@ -62,11 +62,11 @@ def test_changing_project_name_changes_every_name(config_copy: Path):
 
 
 def test_environment_variable_overrides_a_nested_field():
-    env = {"MLOPS__TRAINING__INSTANCE_COUNT": "3", "MLOPS__GATE__MIN_IMPROVEMENT": "0.01"}
+    env = {"MLOPS__TRAINING__MAX_RUNTIME_SECONDS": "7200", "MLOPS__GATE__MIN_IMPROVEMENT": "0.01"}
     cfg = load_config("dev", REPO / "config", environ=env)
-    assert cfg.settings.training.instance_count == 3
+    assert cfg.settings.training.max_runtime_seconds == 7200
     assert cfg.settings.gate.min_improvement == 0.01
-    assert "MLOPS__TRAINING__INSTANCE_COUNT" in cfg.files
+    assert "MLOPS__TRAINING__MAX_RUNTIME_SECONDS" in cfg.files
 
 
 def test_environment_selected_by_mlops_env_variable():
@@ -222,3 +222,11 @@ def test_unknown_environment_lists_known_ones():
 def test_invalid_environment_name():
     with pytest.raises(ConfigError, match="environment 'Prod!'"):
         load_config("Prod!", REPO / "config", environ={})
+
+
+def test_more_than_one_training_instance_is_refused_for_scikit_learn():
+    with pytest.raises(
+        ConfigError,
+        match=r"training\.instance_count: the SageMaker scikit-learn container trains on one instance only",
+    ):
+        load_config("dev", REPO / "config", environ={"MLOPS__TRAINING__INSTANCE_COUNT": "2"})
