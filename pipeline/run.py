@@ -152,7 +152,9 @@ def start(cfg: ProjectConfig, data_prefix: str, commit: str | None = None) -> tu
     return arn, True
 
 
-def triggered_executions(cfg: ProjectConfig, prefix: str, since: float, timeout: float = 30) -> list[str]:
+def triggered_executions(
+    cfg: ProjectConfig, prefix: str, since: float, timeout: float = 30
+) -> list[str]:
     """Executions the S3 rule started for objects under `prefix` since `since` (epoch seconds),
     oldest first; waits until at least one appears."""
     sfn, _ = _clients(cfg)
@@ -164,7 +166,10 @@ def triggered_executions(cfg: ProjectConfig, prefix: str, since: float, timeout:
             for execution in page["executions"]:
                 if execution["startDate"].timestamp() < since - 1:
                     continue
-                data = json.loads(sfn.describe_execution(executionArn=execution["executionArn"]).get("input") or "{}")
+                data = json.loads(
+                    sfn.describe_execution(executionArn=execution["executionArn"]).get("input")
+                    or "{}"
+                )
                 if str(data.get("data_key", "")).startswith(prefix):
                     found.append((execution["startDate"], execution["executionArn"]))
         if found:

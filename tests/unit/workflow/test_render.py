@@ -99,4 +99,6 @@ def test_render_does_not_depend_on_the_callers_aws_region(dev, rendered, monkeyp
 def test_metric_definitions_match_what_the_training_entry_prints(dev):
     from train.entry import metric_definitions as entry_definitions
 
-    assert workflow.metric_definitions(dev) == entry_definitions(list(dev.settings.evaluation.metrics))
+    assert workflow.metric_definitions(dev) == entry_definitions(
+        list(dev.settings.evaluation.metrics)
+    )
