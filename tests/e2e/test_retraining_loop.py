@@ -124,3 +124,19 @@ def test_rollback_serves_the_earlier_model_and_is_recorded(cfg, told):
     assert endpoint["EndpointConfigName"] == result["endpoint_config"]
     with pytest.raises(registry.RegistryError, match="already in production"):
         registry.rollback(cfg, earlier)
+
+
+def test_run_cli_waits_and_writes_json_and_a_markdown_summary(cfg, told, tmp_path, capsys):
+    from pipeline import cli
+
+    summary_md = tmp_path / "summary.md"
+    code = cli.main(["run", "--env", "dev", "--data", "drop-003", "--commit", "e2e-cli", "--wait", "--json",
+                     "--summary-md", str(summary_md)])  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert result["outcome"] in ("promoted", "rejected")
+    assert result["metric"] == "accuracy" and result["candidate_value"] > 0.5
+    text = summary_md.read_text()
+    assert "## Retraining run" in text and "```mermaid" in text
+    assert "stroke-width:3px" in text  # the path taken is highlighted
+    assert result["execution_name"] in text
