@@ -93,6 +93,27 @@ def _patch_training() -> None:
     _set(SageMakerResponse, "stop_training_job", stop_training_job_response)
 
 
+def _refuse_existing(
+    what: str, store: str, request_key: str, kwarg: str, arn_kind: str | None = None
+):
+    """A wrapper factory: creating `what` under a name already taken fails as on SageMaker."""
+
+    def make(original):
+        @functools.wraps(original)
+        def create(self, *args, **kwargs):
+            from moto.sagemaker.exceptions import ValidationError
+
+            name = kwargs.get(kwarg) or kwargs.get(request_key)
+            if name is not None and name in getattr(self, store):
+                arn = f"arn:aws:sagemaker:{self.region_name}:{self.account_id}:{arn_kind or what}/{name.lower()}"
+                raise ValidationError(message=f'Cannot create already existing {what} "{arn}".')
+            return original(self, *args, **kwargs)
+
+        return create
+
+    return make
+
+
 def _patch_endpoints() -> None:
     from moto.sagemaker.models import SageMakerModelBackend
     from moto.sagemaker.responses import SageMakerResponse
@@ -120,6 +141,23 @@ def _patch_endpoints() -> None:
         return sagemaker_endpoints.update_endpoint(self, endpoint_name, endpoint_config_name)
 
     _wrap(SageMakerModelBackend, "create_endpoint", make_create)
+    # moto overwrites a model or endpoint config of the same name; SageMaker refuses.
+    _wrap(
+        SageMakerModelBackend,
+        "create_model",
+        _refuse_existing("model", "_models", "ModelName", "model_name"),
+    )
+    _wrap(
+        SageMakerModelBackend,
+        "create_endpoint_config",
+        _refuse_existing(
+            "endpoint configuration",
+            "endpoint_configs",
+            "EndpointConfigName",
+            "endpoint_config_name",
+            arn_kind="endpoint-config",
+        ),
+    )
     _wrap(SageMakerModelBackend, "delete_endpoint", make_delete)
     _set(SageMakerModelBackend, "update_endpoint", update_endpoint)
     _set(SageMakerResponse, "update_endpoint", sagemaker_endpoints.update_endpoint_response)

@@ -792,3 +792,26 @@ def test_real_workflow_states_train_the_real_bundle_on_sample_data_and_serve_it(
     assert len(predictions) == 1
     assert predictions[0]["label"] in ("benign", "malignant")
     assert set(predictions[0]["probabilities"]) == {"benign", "malignant"}
+
+
+def test_a_model_or_endpoint_config_name_cannot_be_taken_twice(localcloud_running):
+    sagemaker = boto3.client("sagemaker")
+    container = {"Image": "image", "ModelDataUrl": "s3://bucket/model.tar.gz"}
+    role = "arn:aws:iam::123456789012:role/r"
+    sagemaker.create_model(ModelName="twice", ExecutionRoleArn=role, PrimaryContainer=container)
+    with pytest.raises(ClientError, match=r'Cannot create already existing model ".*:model/twice"'):
+        sagemaker.create_model(ModelName="twice", ExecutionRoleArn=role, PrimaryContainer=container)
+    variants = [
+        {
+            "VariantName": "v",
+            "ModelName": "twice",
+            "InitialInstanceCount": 1,
+            "InstanceType": "ml.t2.medium",
+        }
+    ]
+    sagemaker.create_endpoint_config(EndpointConfigName="twice", ProductionVariants=variants)
+    with pytest.raises(
+        ClientError,
+        match=r'Cannot create already existing endpoint configuration ".*:endpoint-config/twice"',
+    ):
+        sagemaker.create_endpoint_config(EndpointConfigName="twice", ProductionVariants=variants)
