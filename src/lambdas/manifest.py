@@ -1,14 +1,21 @@
 """Manifest Lambda: pin down exactly which objects a retraining run reads, name that content, and
-name the run.
+name the run; claim the run so duplicate triggers train once.
 
 Event (the state machine's Manifest task): {"input": <execution input>, "execution_id": "<ARN>"}.
 The execution input is {"data_prefix": "raw/drop-001/", "commit": "<sha>"} from `mlops run`, or
-{"data_key": "raw/drop-001/data.csv", "commit": "s3-event"} from the S3 -> EventBridge rule (the key
-that landed; its folder is the drop). Writes s3://$BUCKET/$MANIFEST_PREFIX<data_version>.json and
-returns where it is, what it holds, and the names every later state uses (training job, processed
-data, channels, evaluation archive). `data_version` depends only on the content (keys relative to
-the prefix, ETags, sizes), so the same files uploaded under another prefix are recognised as the
-same data. This function is the one place per-run names are made.
+{"data_key": "raw/drop-001/data.csv"} from the S3 -> EventBridge rule (the key that landed; its
+folder is the drop). A run without a commit trains the deployed code: $CODE_VERSION, the commit the
+stack was deployed from ("unknown" only if that is unset too).
+
+`data_version` depends only on the content (keys relative to the prefix, ETags, sizes), so the same
+files uploaded under another prefix are recognised as the same data. Before anything is written the
+run is claimed in the registry table ($TABLE_NAME) as the item RUN#<commit>#<data_version>: a
+second execution with the same identity (one event per file of a drop, a re-upload of the same
+content, `mlops run` of the deployed commit on data an event already started) raises
+DuplicateRunError, which the state machine ends as a clean duplicate. Then the manifest is written
+to s3://$BUCKET/$MANIFEST_PREFIX<data_version>.json and the function returns where it is, what it
+holds, and the names every later state uses (training job, processed data, channels, evaluation
+archive). This function is the one place per-run names are made.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from lambdas import _aws
 
@@ -82,6 +91,7 @@ def _prefix_env(name: str) -> str:
 @_aws.retryable_aws_errors
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     layout = Layout.from_env()
+    table = _aws.env("TABLE_NAME")
     execution_id = _aws.field(event, "execution_id")
     prefix, commit = parse_input(event, layout.raw_prefix)
     s3 = _aws.client("s3")
@@ -89,12 +99,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     # Named before anything is written, so a configuration SageMaker would refuse leaves no trace.
     names = run_names(layout, manifest["data_version"], execution_id)
     claim = claim_run(
-        _aws.client("dynamodb"),
-        _aws.env("TABLE_NAME"),
-        commit,
-        manifest["data_version"],
-        execution_id,
-        prefix,
+        _aws.client("dynamodb"), table, commit, manifest["data_version"], execution_id, prefix
     )
     key = f"{layout.manifest_prefix}{manifest['data_version']}.json"
     s3.put_object(
@@ -121,17 +126,19 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 def claim_run(
     ddb: Any, table: str, commit: str, data_version: str, execution_id: str, prefix: str
 ) -> str:
-    """Record that this execution trains `commit` on `data_version`; a second execution with the same
-    identity gets DuplicateRunError (one S3 event per file of a drop, a re-upload of the same
-    content, `mlops run` of the deployed commit). A retry of the same execution claims again."""
-    from botocore.exceptions import ClientError
+    """Record that `execution_id` trains `commit` on `data_version` and return the claim's key.
 
-    pk = f"RUN#{commit}#{data_version}"
+    One conditional put decides races inside DynamoDB: of executions claiming the same identity at
+    once exactly one succeeds, the others get DuplicateRunError naming it. The same execution
+    may claim again, since Step Functions retries a failed Manifest task within that execution.
+    """
+    pk = run_claim_key(commit, data_version)
     item = {
         "pk": pk,
         "execution_id": execution_id,
         "data_prefix": prefix,
-        "claimed_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        # The format of the other registry items' timestamps (promote.py).
+        "claimed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
     try:
         ddb.put_item(
@@ -139,20 +146,32 @@ def claim_run(
             Item=_aws.to_item(item),
             ConditionExpression="attribute_not_exists(pk) OR execution_id = :me",
             ExpressionAttributeValues={":me": {"S": execution_id}},
+            # The refusal carries the item that won, so no second read can miss or misreport it.
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        owner = _aws.from_item(
-            ddb.get_item(TableName=table, Key={"pk": {"S": pk}}, ConsistentRead=True).get(
-                "Item", {}
-            )
-        )
-        raise DuplicateRunError(
-            f"commit {commit} on data version {data_version} is already handled by execution "
-            f"{str(owner.get('execution_id', '?')).rsplit(':', 1)[-1]} (claimed {owner.get('claimed_at', '?')})"
-        ) from None
+            raise  # throttling and the like: the handler's decorator makes them TransientError
+        owner = _aws.from_item(exc.response.get("Item", {}))
+        raise DuplicateRunError(duplicate_message(commit, data_version, owner, table, pk)) from None
     return pk
+
+
+def run_claim_key(commit: str, data_version: str) -> str:
+    return f"RUN#{commit}#{data_version}"
+
+
+def duplicate_message(
+    commit: str, data_version: str, owner: Mapping[str, Any], table: str, pk: str
+) -> str:
+    """Why this execution stops, and what to do to train the same commit on the same data again."""
+    # An execution ARN ends in the execution's name, which is what the console and `mlops` show.
+    execution = str(owner.get("execution_id", "?")).rsplit(":", 1)[-1]
+    return (
+        f"commit {commit} on data version {data_version} is already handled by execution "
+        f"{execution} (started {owner.get('claimed_at', '?')}); this execution ends as a "
+        f"duplicate. To train them again on purpose, delete the item {pk} from {table} first"
+    )
 
 
 def parse_input(event: Mapping[str, Any], raw_prefix: str) -> tuple[str, str]:
@@ -176,8 +195,9 @@ def parse_input(event: Mapping[str, Any], raw_prefix: str) -> tuple[str, str]:
             f"read from; upload the drop as {raw_prefix}<drop>/<file> and start the run with that"
         )
     if run_input.get("commit") is None:
-        # Started by new data: it trains the deployed code, whose commit the stack records.
-        return prefix, os.environ.get("CODE_VERSION") or UNKNOWN_COMMIT
+        # Started by new data (the S3 rule sends no commit): it trains the deployed code, whose
+        # commit the stack sets as CODE_VERSION.
+        return prefix, os.environ.get("CODE_VERSION", "").strip() or UNKNOWN_COMMIT
     return prefix, _aws.field(event, "input.commit")
 
 

@@ -23,6 +23,9 @@ REGION = "eu-west-1"
 BUCKET = "tumor-triage-dev-data"
 TABLE = "tumor-triage-dev-models"
 TOPIC = "tumor-triage-dev-events"
+DEPLOYED_COMMIT = (
+    "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432"  # pragma: allowlist secret (a fake commit SHA)
+)
 EVENTS = Path(__file__).resolve().parents[2] / "fixtures" / "events"
 
 
@@ -74,6 +77,8 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "NOTIFY_ON": "promoted,rejected,failed",
         "PROJECT": "tumor-triage",
         "ENVIRONMENT": "dev",
+        # The git commit the stack was deployed from; runs started by new data train it.
+        "CODE_VERSION": DEPLOYED_COMMIT,
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

@@ -14,7 +14,9 @@ from lambdas.manifest import (
     Layout,
     build_manifest,
     data_version,
+    duplicate_message,
     parse_input,
+    run_claim_key,
     run_key,
     run_names,
 )
@@ -110,9 +112,18 @@ def test_input_from_mlops_run_gives_its_prefix_and_commit(load_event):
     assert parse_input(event, "raw/") == ("raw/drop-001/", COMMIT)
 
 
-def test_input_from_the_s3_rule_gives_the_folder_of_the_key_that_landed(load_event):
+def test_input_from_the_s3_rule_gives_the_folder_of_the_key_and_the_deployed_commit(
+    load_event, monkeypatch
+):
+    monkeypatch.setenv("CODE_VERSION", "deployed0123")
     event = load_event("manifest_s3_event")
-    assert parse_input(event, "raw/") == ("raw/drop-001/", "s3-event")
+    assert "commit" not in event["input"]  # the rule sends only the key
+    assert parse_input(event, "raw/") == ("raw/drop-001/", "deployed0123")
+
+
+def test_an_explicit_commit_wins_over_the_deployed_one(load_event, monkeypatch):
+    monkeypatch.setenv("CODE_VERSION", "deployed0123")
+    assert parse_input(load_event("manifest"), "raw/")[1] == COMMIT
 
 
 @pytest.mark.parametrize(
@@ -125,14 +136,24 @@ def test_input_from_the_s3_rule_gives_the_folder_of_the_key_that_landed(load_eve
     ],
 )
 def test_a_data_key_names_its_directory_as_the_drop(key, prefix):
-    assert parse({"data_key": key, "commit": "s3-event"})[0] == prefix
+    assert parse({"data_key": key})[0] == prefix
 
 
 @pytest.mark.parametrize(
     "run_input", [{"data_prefix": "raw/d/"}, {"data_prefix": "raw/d/", "commit": None}]
 )
-def test_a_missing_commit_is_recorded_as_unknown(run_input):
-    assert parse(run_input) == ("raw/d/", "unknown")
+def test_a_missing_commit_is_the_deployed_commit_from_code_version(run_input, monkeypatch):
+    monkeypatch.setenv("CODE_VERSION", "deployed0123")
+    assert parse(run_input) == ("raw/d/", "deployed0123")
+
+
+@pytest.mark.parametrize("code_version", [None, "", "  "], ids=["unset", "empty", "blank"])
+def test_without_a_commit_or_code_version_the_commit_is_unknown(code_version, monkeypatch):
+    if code_version is None:
+        monkeypatch.delenv("CODE_VERSION", raising=False)
+    else:
+        monkeypatch.setenv("CODE_VERSION", code_version)
+    assert parse({"data_prefix": "raw/d/"}) == ("raw/d/", "unknown")
 
 
 @pytest.mark.parametrize(
@@ -164,7 +185,7 @@ def test_a_key_directly_under_the_raw_prefix_says_to_upload_into_a_drop_folder()
     with pytest.raises(
         EventError, match=r"directly under 'raw/'.*upload drops as raw/<drop>/<file>"
     ):
-        parse({"data_key": "raw/data.csv", "commit": "s3-event"})
+        parse({"data_key": "raw/data.csv"})
 
 
 @pytest.mark.parametrize(
@@ -231,3 +252,20 @@ def test_a_training_job_prefix_sagemaker_would_refuse_is_a_configuration_error(p
 def test_data_version_refuses_keys_outside_the_prefix():
     with pytest.raises(ValueError, match="not under the prefix 'raw/drop-002/'"):
         data_version("raw/drop-002/", OBJECTS)
+
+
+def test_the_run_claim_key_names_the_commit_and_the_data_version():
+    assert run_claim_key("abc123", "03621f771b78ad54") == "RUN#abc123#03621f771b78ad54"
+
+
+def test_a_duplicate_message_names_the_owning_execution_and_how_to_train_again():
+    owner = {"execution_id": EXECUTION, "claimed_at": "2026-01-02T03:04:05.000000Z"}
+    message = duplicate_message(
+        "abc123", "03621f771b78ad54", owner, "models", "RUN#abc123#03621f771b78ad54"
+    )
+    assert message == (
+        "commit abc123 on data version 03621f771b78ad54 is already handled by execution "
+        f"{EXECUTION.rsplit(':', 1)[-1]} (started 2026-01-02T03:04:05.000000Z); this execution "
+        "ends as a duplicate. To train them again on purpose, delete the item "
+        "RUN#abc123#03621f771b78ad54 from models first"
+    )
