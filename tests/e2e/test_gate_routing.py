@@ -1,11 +1,12 @@
 """The gate and the promote/reject/notify routing of the REAL rendered state machine.
 
-One real execution (upload -> ETL -> training -> first model promoted through CreateEndpoint)
-provides a served model. Each case then runs the deployed definition itself, started at
-GetProduction, with that execution's state and an evaluation of chosen accuracy, against the
-local cloud's DynamoDB, Lambdas, SageMaker and SNS. Failures are provoked the way they happen
-on AWS (a name already taken, a missing object, a broken setting) and must be notified with
-the failing state, leaving production (registry pointer and endpoint) as it was.
+One real execution (upload -> Manifest -> ETL -> training -> first model promoted through
+CreateEndpoint) provides a model the endpoints can serve. Each case then runs the deployed
+definition itself, unchanged but for StartAt = GetProduction, on the state that execution
+produced, with an evaluation of chosen accuracy, against the local cloud's DynamoDB, Lambdas,
+SageMaker and SNS. Failures are provoked the way they happen on AWS (a name already taken, a
+missing object, a broken setting, a deleted endpoint); each must be notified naming the failed
+state and leave production (the registry's PRODUCTION item and the endpoint's config) as it was.
 """
 
 from __future__ import annotations
@@ -14,214 +15,471 @@ import io
 import json
 import tarfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import boto3
 import pytest
 
-from pipeline import data, registry, run
+from lambdas import _aws
+from pipeline import data, run
 from pipeline.demo import SAMPLE, Inbox
 
 pytestmark = pytest.mark.slow
 
+IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
+
+
+# --- fixtures: one real execution, the gate machine, the inbox ---------------------------
+
+
+class Notifications:
+    """What reached the topic, read through the demo's SQS inbox, per execution."""
+
+    def __init__(self, cfg):
+        self.inbox = Inbox(cfg)
+        self.seen: list[dict[str, str]] = []
+
+    def _drain(self) -> None:
+        sqs, url = self.inbox.sqs, self.inbox.url
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            for message in messages:
+                self.seen.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    def of(self, execution_arn: str) -> list[str]:
+        """Subjects of the messages about `execution_arn` (the notify Lambda names it)."""
+        self._drain()
+        return [m["Subject"] for m in self.seen if f"execution: {execution_arn}\n" in m["Message"]]
+
 
 @pytest.fixture(scope="module")
-def first_run(cfg, deployed):
-    inbox = Inbox(cfg)
+def notifications(cfg, deployed) -> Notifications:
+    return Notifications(cfg)
+
+
+@pytest.fixture(scope="module")
+def first_run(cfg, deployed, notifications) -> dict[str, Any]:
+    """The one real training: the S3 rule starts it when the drop lands under raw/."""
     since = time.time()
     prefix, _ = data.push(cfg, SAMPLE / "drop-002", "gate-drop")
-    summary = run.follow(cfg, run.triggered_executions(cfg, prefix, since)[0])
-    sfn = boto3.client("stepfunctions")
-    state = json.loads(sfn.describe_execution(executionArn=summary.execution_arn)["output"])
-    inbox.show()
-    return {"summary": summary, "state": state, "inbox": inbox}
+    arn = run.triggered_executions(cfg, prefix, since)[0]
+    summary = run.follow(cfg, arn)
+    output = boto3.client("stepfunctions").describe_execution(executionArn=arn)["output"]
+    return {"summary": summary, "state": json.loads(output)}
 
 
 @pytest.fixture(scope="module")
-def gate_machine(cfg, first_run):
-    """The deployed definition, unchanged but for StartAt."""
+def gate_machine(cfg, first_run) -> str:
+    """The deployed definition (substitutions applied), unchanged but for StartAt."""
     sfn = boto3.client("stepfunctions")
-    deployed = sfn.describe_state_machine(stateMachineArn=run.state_machine_arn(cfg, sfn))
-    definition = json.loads(deployed["definition"])
+    described = sfn.describe_state_machine(stateMachineArn=run.state_machine_arn(cfg, sfn))
+    definition = json.loads(described["definition"])
+    assert "GetProduction" in definition["States"]
     definition["StartAt"] = "GetProduction"
     created = sfn.create_state_machine(
         name=f"{cfg.names['state_machine']}-gate",
         definition=json.dumps(definition),
-        roleArn=deployed["roleArn"],
+        roleArn=described["roleArn"],
     )
     return created["stateMachineArn"]
 
 
-def _evaluation_uri(cfg, accuracy: float, name: str) -> str:
-    doc = {
-        "metrics": {
-            "accuracy": accuracy,
-            "f1_macro": accuracy,
-            "precision_macro": accuracy,
-            "recall_macro": accuracy,
-        }
-    }
-    body = json.dumps(doc).encode()
+@pytest.fixture(scope="module")
+def real_evaluation(first_run) -> dict[str, Any]:
+    """evaluation.json as the training job of the first run wrote it."""
+    bucket, key = _aws.parse_s3_uri(first_run["state"]["manifest"]["evaluation_uri"])
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        return json.load(archive.extractfile("evaluation.json"))
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _upload_evaluation(cfg, evaluation: dict[str, Any], value: float, case: str) -> str:
+    """SageMaker's output.tar.gz with the real evaluation.json, its gate metric set to `value`."""
+    doc = json.loads(json.dumps(evaluation))
+    doc["metrics"][cfg.settings.gate.metric] = value
+    body = json.dumps(doc, indent=2).encode()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as archive:
         info = tarfile.TarInfo("evaluation.json")
         info.size = len(body)
         archive.addfile(info, io.BytesIO(body))
-    key = f"models/gate-cases/{name}/output/output.tar.gz"
+    key = f"models/gate-{case}/output/output.tar.gz"
     boto3.client("s3").put_object(Bucket=cfg.names["bucket"], Key=key, Body=buf.getvalue())
     return f"s3://{cfg.names['bucket']}/{key}"
 
 
-def _production(cfg) -> tuple[int | None, str]:
-    pointer = registry.list_models(cfg)["production"]
-    endpoint = boto3.client("sagemaker").describe_endpoint(EndpointName=cfg.names["endpoint"])
-    return pointer, endpoint["EndpointConfigName"]
+def _endpoint(cfg) -> dict[str, Any] | None:
+    """The endpoint once no transition is in progress, or None when there is none."""
+    sagemaker = boto3.client("sagemaker")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            described = sagemaker.describe_endpoint(EndpointName=cfg.names["endpoint"])
+        except sagemaker.exceptions.ClientError as exc:
+            if "Could not find endpoint" in str(exc):
+                return None
+            raise
+        if described["EndpointStatus"] not in IN_PROGRESS:
+            return described
+        assert time.monotonic() < deadline, f"endpoint stuck: {described}"
+        time.sleep(0.05)
+
+
+def _pointer(cfg) -> dict[str, Any] | None:
+    item = boto3.client("dynamodb").get_item(
+        TableName=cfg.names["table"], Key={"pk": {"S": "PRODUCTION"}}, ConsistentRead=True
+    )
+    return _aws.from_item(item["Item"]) if "Item" in item else None
+
+
+def _production(cfg) -> tuple[dict[str, Any] | None, str | None]:
+    """What production is: the whole PRODUCTION item and the config the endpoint serves."""
+    endpoint = _endpoint(cfg)
+    return _pointer(cfg), endpoint["EndpointConfigName"] if endpoint else None
+
+
+def _model(cfg, version: int) -> dict[str, Any]:
+    item = boto3.client("dynamodb").get_item(
+        TableName=cfg.names["table"], Key={"pk": {"S": f"MODEL#{version}"}}, ConsistentRead=True
+    )
+    return _aws.from_item(item["Item"])
+
+
+def _production_value(cfg) -> float:
+    return _pointer(cfg)["metrics"][cfg.settings.gate.metric]
+
+
+def _better(cfg) -> float:
+    """A value of the gate metric that beats production by more than the required improvement."""
+    assert cfg.settings.gate.direction == "maximize"
+    current = _production_value(cfg)
+    assert current < 1.0, "production is perfect already: no candidate can beat it"
+    return max((current + 1.0) / 2, current + 2 * cfg.settings.gate.min_improvement)
+
+
+def _state(first_run, evaluation_uri: str) -> dict[str, Any]:
+    """The state document as Manifest, ETL and Train left it, pointing at another evaluation."""
+    before = json.loads(json.dumps(first_run["state"]))
+    manifest = {**before["manifest"], "evaluation_uri": evaluation_uri}
+    return {
+        "data_prefix": manifest["data_prefix"],
+        "commit": manifest["commit"],
+        "manifest": manifest,
+        "etl": before["etl"],
+        "training": before["training"],
+    }
 
 
 def _gate_run(
     cfg,
-    gate_machine,
+    gate_machine: str,
     first_run,
-    name: str,
-    accuracy: float | None = None,
+    real_evaluation,
+    case: str,
+    value: float | None = None,
     evaluation_uri: str | None = None,
-):
-    state = json.loads(json.dumps(first_run["state"]))
-    keep = {k: state[k] for k in ("data_prefix", "manifest", "etl", "training") if k in state}
-    keep["commit"] = f"gate-{name}"
-    keep["manifest"]["evaluation_uri"] = evaluation_uri or _evaluation_uri(cfg, accuracy, name)
-    sfn = boto3.client("stepfunctions")
-    arn = sfn.start_execution(stateMachineArn=gate_machine, name=name, input=json.dumps(keep))[
-        "executionArn"
-    ]
-    return run.follow(cfg, arn)
-
-
-def _notified(first_run) -> list[str]:
-    time.sleep(0.2)
-    return first_run["inbox"].show()
-
-
-def _wait_in_service(cfg, config: str) -> None:
-    sagemaker = boto3.client("sagemaker")
-    for _ in range(100):
-        described = sagemaker.describe_endpoint(EndpointName=cfg.names["endpoint"])
-        if described["EndpointStatus"] == "InService" and described["EndpointConfigName"] == config:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"endpoint never served {config}: {described}")
-
-
-def test_first_model_is_promoted_through_create_endpoint(cfg, first_run):
-    summary = first_run["summary"]
-    assert summary.outcome == "promoted"
-    assert "CreateEndpoint" in summary.path and "UpdateEndpoint" not in summary.path
-    assert registry.list_models(cfg)["production"] == summary.model_version
-
-
-def test_better_model_is_promoted_through_update_endpoint(cfg, gate_machine, first_run):
-    summary = _gate_run(cfg, gate_machine, first_run, "better", accuracy=0.999)
-    assert summary.outcome == "promoted"
-    assert "UpdateEndpoint" in summary.path
-    _wait_in_service(cfg, f"{cfg.names['model_prefix']}-v{summary.model_version}")
-    assert _production(cfg)[0] == summary.model_version
-    assert any("promoted" in s for s in _notified(first_run))
-
-
-@pytest.mark.parametrize(("case", "accuracy"), [("equal", 0.999), ("worse", 0.5)])
-def test_equal_or_worse_model_is_rejected_and_production_stays(
-    cfg, gate_machine, first_run, case, accuracy
-):
-    before = _production(cfg)
-    summary = _gate_run(cfg, gate_machine, first_run, case, accuracy=accuracy)
-    assert summary.outcome == "rejected", summary
-    assert summary.decision == "reject"
-    assert _production(cfg) == before
-    assert any(
-        s.startswith(f"[{cfg.settings.project.name}/dev] rejected") for s in _notified(first_run)
-    )
+    artifact: str | None = None,
+) -> run.RunSummary:
+    uri = evaluation_uri or _upload_evaluation(cfg, real_evaluation, value, case)
+    state = _state(first_run, uri)
+    if artifact:
+        state["training"]["model_artifact"] = artifact
+    arn = boto3.client("stepfunctions").start_execution(
+        stateMachineArn=gate_machine, name=f"gate-{case}", input=json.dumps(state)
+    )["executionArn"]
+    return run.follow(cfg, arn, timeout=120)
 
 
 def _next_model_name(cfg) -> str:
+    """The name the Register Lambda will give the next candidate (COUNTER + 1)."""
     counter = boto3.client("dynamodb").get_item(
-        TableName=cfg.names["table"], Key={"pk": {"S": "COUNTER"}}
+        TableName=cfg.names["table"], Key={"pk": {"S": "COUNTER"}}, ConsistentRead=True
     )
     return f"{cfg.names['model_prefix']}-v{int(counter['Item']['last_version']['N']) + 1}"
 
 
-def _take_model_name(cfg, first_run) -> None:
+@contextmanager
+def _lambda_env(cfg, function: str, **changes: str) -> Iterator[None]:
+    """A function's environment changed as a bad deploy would, then put back."""
+    client = boto3.client("lambda")
+    name = cfg.names[f"lambda_{function}"]
+    env = client.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    client.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {**env, **changes}}
+    )
+    try:
+        yield
+    finally:
+        client.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+
+
+def _entered(sfn_arn: str, state: str) -> dict[str, Any]:
+    """The input of the last time the execution entered `state`."""
+    events = run.history(boto3.client("stepfunctions"), sfn_arn)
+    for event in reversed(events):
+        details = event.get("stateEnteredEventDetails")
+        if details and details["name"] == state:
+            return json.loads(details["input"])
+    raise AssertionError(f"{sfn_arn} never entered {state}")
+
+
+# --- routing: promoted and rejected -----------------------------------------------------
+
+
+def test_first_model_is_promoted_through_create_endpoint(cfg, first_run, notifications):
+    summary = first_run["summary"]
+    assert summary.outcome == "promoted", run.text(summary)
+    assert summary.path[0] == "Manifest"
+    assert "CreateEndpoint" in summary.path and "UpdateEndpoint" not in summary.path
+    pointer, serving = _production(cfg)
+    assert pointer["version"] == summary.model_version
+    assert pointer["previous_version"] is None
+    assert serving == pointer["model_name"] == f"{cfg.names['model_prefix']}-v{pointer['version']}"
+    assert _endpoint(cfg)["EndpointStatus"] == "InService"
+    subjects = notifications.of(summary.execution_arn)
+    assert len(subjects) == 1 and f"promoted v{summary.model_version}" in subjects[0]
+
+
+def test_better_model_is_promoted_through_update_endpoint(
+    cfg, gate_machine, first_run, real_evaluation, notifications
+):
+    before, _ = _production(cfg)
+    value = _better(cfg)
+    summary = _gate_run(cfg, gate_machine, first_run, real_evaluation, "better", value)
+    assert summary.outcome == "promoted", run.text(summary)
+    assert summary.path[0] == "GetProduction"
+    assert "UpdateEndpoint" in summary.path and "CreateEndpoint" not in summary.path
+    assert summary.production_version == before["version"]
+    pointer, serving = _production(cfg)
+    assert pointer["version"] == summary.model_version
+    assert pointer["previous_version"] == before["version"]
+    assert pointer["metrics"][cfg.settings.gate.metric] == value
+    assert serving == pointer["model_name"]
+    assert _model(cfg, before["version"])["status"] == "retired"
+    subjects = notifications.of(summary.execution_arn)
+    assert len(subjects) == 1 and f"promoted v{summary.model_version}" in subjects[0]
+
+
+@pytest.mark.parametrize("case", ["equal", "worse"])
+def test_equal_or_worse_model_is_rejected_and_production_stays(
+    cfg, gate_machine, first_run, real_evaluation, notifications, case
+):
+    current = _production_value(cfg)
+    value = current if case == "equal" else current - 0.1
+    before = _production(cfg)
+    summary = _gate_run(cfg, gate_machine, first_run, real_evaluation, case, value)
+    assert summary.outcome == "rejected", run.text(summary)
+    assert summary.decision == "reject"
+    assert "ClaimProduction" not in summary.path and "RevertProduction" not in summary.path
+    assert _production(cfg) == before
+    assert _model(cfg, summary.model_version)["status"] == "rejected"
+    subjects = notifications.of(summary.execution_arn)
+    assert len(subjects) == 1 and f"rejected v{summary.model_version}" in subjects[0]
+
+
+# --- failures in each Task of the gate part ------------------------------------------------
+
+
+def _squat_model_name(cfg) -> Iterator[None]:
+    """A SageMaker model already holds the next model's name (a manual try, a reset COUNTER)."""
     boto3.client("sagemaker").create_model(
         ModelName=_next_model_name(cfg),
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/squatter",
-        PrimaryContainer={
-            "Image": "squatter",
-            "ModelDataUrl": first_run["state"]["training"]["model_artifact"],
-        },
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/someone-else",
+        PrimaryContainer={"Image": "someone-else", "ModelDataUrl": "s3://elsewhere/model.tar.gz"},
     )
+    yield
 
 
-def _take_endpoint_config_name(cfg, first_run) -> None:
+def _squat_endpoint_config_name(cfg) -> Iterator[None]:
+    """An endpoint config already holds the next model's name."""
     sagemaker = boto3.client("sagemaker")
-    current = sagemaker.describe_endpoint(EndpointName=cfg.names["endpoint"])["EndpointConfigName"]
-    model = sagemaker.describe_endpoint_config(EndpointConfigName=current)["ProductionVariants"][0][
-        "ModelName"
-    ]
+    serving = _endpoint(cfg)["EndpointConfigName"]
+    variant = sagemaker.describe_endpoint_config(EndpointConfigName=serving)["ProductionVariants"]
     sagemaker.create_endpoint_config(
         EndpointConfigName=_next_model_name(cfg),
         ProductionVariants=[
             {
-                "VariantName": "x",
-                "ModelName": model,
+                "VariantName": "someone-else",
+                "ModelName": variant[0]["ModelName"],
                 "InitialInstanceCount": 1,
-                "InstanceType": "ml.t2.medium",
+                "InstanceType": cfg.settings.endpoint.instance_type,
             }
         ],
     )
+    yield
 
 
-FAILURES = {
-    # case: (state expected to fail, how to make it fail)
-    "evaluate": ("Evaluate", None),
-    "create_model": ("CreateModel", _take_model_name),
-    "create_endpoint_config": ("CreateEndpointConfig", _take_endpoint_config_name),
-}
+def _broken_table_name(cfg) -> Iterator[None]:
+    """The promote Lambda points at a table that does not exist: Register is its first call."""
+    with _lambda_env(cfg, "promote", TABLE_NAME=f"{cfg.names['table']}-missing"):
+        yield
 
 
-@pytest.mark.parametrize("case", sorted(FAILURES))
-def test_failure_in_a_task_is_notified_and_production_stays(cfg, gate_machine, first_run, case):
-    state, provoke = FAILURES[case]
-    if provoke:
-        provoke(cfg, first_run)
-    before = _production(cfg)
-    missing = f"s3://{cfg.names['bucket']}/models/gate-cases/none/output.tar.gz"
-    summary = _gate_run(
-        cfg,
-        gate_machine,
-        first_run,
-        f"fail-{case}",
-        accuracy=0.9999,
-        evaluation_uri=missing if state == "Evaluate" else None,
-    )
-    assert summary.outcome == "failed"
-    assert summary.failed_state == state
-    assert _production(cfg) == before
-    if state != "Evaluate":
-        assert "RevertProduction" in summary.path  # the pointer had moved: it was put back
-    assert any(f"failed in {state}" in s for s in _notified(first_run))
+def _broken_gate_rule(cfg) -> Iterator[None]:
+    """The promote Lambda's gate rule is invalid; only the promote action reads it."""
+    with _lambda_env(cfg, "promote", GATE_DIRECTION="upwards"):
+        yield
 
 
-def test_failure_of_a_lambda_task_is_notified_and_production_stays(cfg, gate_machine, first_run):
-    client = boto3.client("lambda")
-    name = cfg.names["lambda_promote"]
-    env = client.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
-    client.update_function_configuration(
-        FunctionName=name, Environment={"Variables": {**env, "TABLE_NAME": "no-such-table"}}
-    )
-    before = _production(cfg)
+def _endpoint_deleted(cfg) -> Iterator[None]:
+    """The endpoint was deleted by hand; the registry still names a production model.
+
+    Afterwards it is created again with the config it served, as an operator would.
+    """
+    sagemaker = boto3.client("sagemaker")
+    serving = _endpoint(cfg)["EndpointConfigName"]
+    sagemaker.delete_endpoint(EndpointName=cfg.names["endpoint"])
     try:
-        summary = _gate_run(cfg, gate_machine, first_run, "fail-register", accuracy=0.9999)
+        yield
     finally:
-        client.update_function_configuration(FunctionName=name, Environment={"Variables": env})
-    assert summary.outcome == "failed"
-    assert summary.failed_state == "Register"
+        if _endpoint(cfg) is None:
+            sagemaker.create_endpoint(
+                EndpointName=cfg.names["endpoint"], EndpointConfigName=serving
+            )
+        assert _endpoint(cfg)["EndpointStatus"] == "InService"
+
+
+def _registry_emptied(cfg) -> Iterator[None]:
+    """PRODUCTION deleted "to start afresh" (what the Lambdas' error messages advise) while the
+    endpoint keeps serving: the next promotion takes the first-model path, CreateEndpoint."""
+    ddb = boto3.client("dynamodb")
+    key = {"pk": {"S": "PRODUCTION"}}
+    saved = ddb.get_item(TableName=cfg.names["table"], Key=key, ConsistentRead=True)["Item"]
+    ddb.delete_item(TableName=cfg.names["table"], Key=key)
+    try:
+        yield
+    finally:
+        ddb.put_item(TableName=cfg.names["table"], Item=saved)
+
+
+def _missing_evaluation(cfg) -> Iterator[None]:
+    """Nothing to break: the case's evaluation_uri names an object never written."""
+    yield
+
+
+# case: (the state that fails, how it is made to fail, whether the pointer had moved and must
+# be reverted, a piece of the cause proving it failed for that reason and no other)
+FAILURES: dict[str, tuple[str, Callable[..., Iterator[None]], bool, str]] = {
+    "evaluate": ("Evaluate", _missing_evaluation, False, "does not exist"),
+    "register": ("Register", _broken_table_name, False, "ResourceNotFoundException"),
+    "claim-production": ("ClaimProduction", _broken_gate_rule, False, "GATE_DIRECTION"),
+    "create-model": (
+        "CreateModel", _squat_model_name, True, "Cannot create already existing model",
+    ),
+    "create-endpoint-config": (
+        "CreateEndpointConfig", _squat_endpoint_config_name, True,
+        "Cannot create already existing endpoint configuration",
+    ),
+    "update-endpoint": ("UpdateEndpoint", _endpoint_deleted, True, "Could not find endpoint"),
+    "create-endpoint": (
+        "CreateEndpoint", _registry_emptied, True, 'Cannot create already existing endpoint "',
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_failure_in_a_gate_task_is_notified_and_production_stays(
+    cfg, gate_machine, first_run, real_evaluation, notifications, case
+):
+    failing, provoke, reverted, cause = FAILURES[case]
+    value = _better(cfg)  # a candidate that would be promoted: every Task is on its path
+    missing = f"s3://{cfg.names['bucket']}/models/gate-{case}/output/output.tar.gz"
+    with contextmanager(provoke)(cfg):
+        before = _production(cfg)
+        summary = _gate_run(
+            cfg,
+            gate_machine,
+            first_run,
+            real_evaluation,
+            case,
+            value,
+            evaluation_uri=missing if failing == "Evaluate" else None,
+        )
+        after = _production(cfg)
+    assert summary.status == "FAILED" and summary.outcome == "failed", run.text(summary)
+    assert summary.failed_state == failing
+    assert cause in summary.cause, summary.cause
+    ending = [f"{failing} failed", *(["RevertProduction"] if reverted else []), "NotifyFailure"]
+    assert summary.path[-len(ending) - 1 :] == [*ending, "Failed"], summary.path
+    assert after == before
+    if reverted:
+        assert _entered(summary.execution_arn, "NotifyFailure")["revert"]["reverted"] is True
+        assert _model(cfg, summary.model_version)["status"] == "failed"
+    subjects = notifications.of(summary.execution_arn)
+    assert len(subjects) == 1, subjects
+    assert f"retraining failed in {failing}:" in subjects[0]
+
+
+# --- failures of the notifications themselves ---------------------------------------------
+
+
+def _unknown_topic(cfg) -> str:
+    return f"arn:aws:sns:{cfg.settings.project.region}:123456789012:{cfg.names['topic']}-deleted"
+
+
+def test_failed_rejection_notice_fails_the_run_and_production_stays(
+    cfg, gate_machine, first_run, real_evaluation, notifications
+):
+    before = _production(cfg)
+    with _lambda_env(cfg, "notify", TOPIC_ARN=_unknown_topic(cfg)):
+        value = _production_value(cfg) - 0.1
+        summary = _gate_run(cfg, gate_machine, first_run, real_evaluation, "notify-rej", value)
+    assert summary.status == "FAILED" and summary.outcome == "failed", run.text(summary)
+    assert summary.failed_state == "NotifyRejected"
     assert _production(cfg) == before
-    assert any("failed in Register" in s for s in _notified(first_run))
+    # The failure notice goes through the same Lambda and topic: it fails too, and is caught so
+    # the execution still ends in Failed (its FAILED status is the remaining signal).
+    assert "notify_error" in _entered(summary.execution_arn, "Failed")
+    assert notifications.of(summary.execution_arn) == []
+
+
+def test_failed_promotion_notice_fails_the_run_with_the_new_model_serving(
+    cfg, gate_machine, first_run, real_evaluation, notifications
+):
+    before, _ = _production(cfg)
+    with _lambda_env(cfg, "notify", TOPIC_ARN=_unknown_topic(cfg)):
+        value = _better(cfg)
+        summary = _gate_run(cfg, gate_machine, first_run, real_evaluation, "notify-pro", value)
+    assert summary.status == "FAILED" and summary.outcome == "failed", run.text(summary)
+    assert summary.failed_state == "NotifyPromoted"
+    # The endpoint took the model before the notice failed, and nothing reverts it: registry and
+    # endpoint both name the new model, so they still agree.
+    pointer, serving = _production(cfg)
+    assert pointer["version"] == summary.model_version != before["version"]
+    assert serving == pointer["model_name"]
+    assert "notify_error" in _entered(summary.execution_arn, "Failed")
+    assert notifications.of(summary.execution_arn) == []
+
+
+# --- a known gap: the endpoint update fails after UpdateEndpoint returned -----------------
+
+
+def test_model_the_endpoint_cannot_serve_leaves_registry_and_endpoint_agreeing(
+    cfg, gate_machine, first_run, real_evaluation
+):
+    # A real tar.gz without model.joblib: CreateModel and UpdateEndpoint accept it; SageMaker
+    # then fails to serve it and rolls the endpoint back to the old config (FailureReason set).
+    not_a_model = _upload_evaluation(cfg, real_evaluation, 0.5, "not-a-model")
+    summary = _gate_run(
+        cfg, gate_machine, first_run, real_evaluation, "unservable", _better(cfg),
+        artifact=not_a_model,
+    )  # fmt: skip
+    endpoint = _endpoint(cfg)
+    assert endpoint["EndpointStatus"] == "InService" and endpoint.get("FailureReason"), endpoint
+    pointer = _pointer(cfg)
+    if summary.outcome == "promoted" and pointer["model_name"] != endpoint["EndpointConfigName"]:
+        # Last in the module: it leaves the registry naming a model the endpoint does not serve.
+        pytest.xfail(
+            "known gap: UpdateEndpoint is request-response, so the machine notifies 'promoted' "
+            f"and keeps v{pointer['version']} in the registry while the endpoint still serves "
+            f"{endpoint['EndpointConfigName']}"
+        )
+    assert pointer["model_name"] == endpoint["EndpointConfigName"]
+    assert summary.outcome == "failed" and summary.failed_state == "UpdateEndpoint"
