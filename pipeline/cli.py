@@ -317,6 +317,33 @@ def _cmd_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dry_run(args: argparse.Namespace) -> int:
+    from pipeline import dryrun, run
+    from pipeline.config import load_config
+
+    cfg = load_config(args.env)
+    drop = Path(args.data) if args.data else cfg.root / "data" / "sample" / "drop-001"
+    if not drop.is_dir():
+        raise run.RunError(
+            f"--data {drop}: no such folder. Fix: pass a drop folder such as data/sample/drop-001"
+        )
+    base = dryrun.load_summary(Path(args.compare)) if args.compare else None
+    commit = args.commit or run.git_commit(cfg.root)
+    print(f"dry run of {commit[:12]} on {drop} in a throwaway local cloud", flush=True)
+    summary = dryrun.dry_run(
+        cfg, drop, commit, _print_state, say=lambda m: print(f"  {m}", flush=True)
+    )
+    print(run.text(summary))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(summary.as_dict(), indent=2, sort_keys=True, default=str)
+        )
+    if args.summary_md:
+        with open(args.summary_md, "a") as fh:
+            fh.write(dryrun.comparison_markdown(summary.as_dict(), base, drop.name))
+    return 0 if summary.ok else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import demo
 
@@ -396,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd = sub.add_parser("run", help="start a retraining execution on a data drop")
     _add_env(run_cmd)
     run_cmd.add_argument(
-        "--data", required=True, help="the drop under raw/, e.g. drop-002 or raw/drop-002/"
+        "--data",
+        required=True,
+        help="the drop under raw/, e.g. drop-002 or raw/drop-002/; `latest`: the newest drop",
     )
     run_cmd.add_argument(
         "--commit", help="code version recorded with the model (default: git HEAD)"
@@ -441,6 +470,27 @@ def build_parser() -> argparse.ArgumentParser:
     local_sub.add_parser("down", help="stop it")
     local_sub.add_parser("status", help="is it running? (exit 1 when not)")
     local.set_defaults(handler=_cmd_local)
+
+    dry = sub.add_parser(
+        "dry-run",
+        help="retrain this checkout's code on a sample drop in a throwaway local cloud (PR check)",
+    )
+    _add_env(dry)
+    dry.add_argument(
+        "--data",
+        help="local drop folder to train on (default: data/sample/drop-001)",
+    )
+    dry.add_argument("--commit", help="code version recorded with the model (default: git HEAD)")
+    dry.add_argument("--json", metavar="FILE", help="write the run summary as JSON")
+    dry.add_argument(
+        "--compare", metavar="BASE_JSON", help="another dry run's --json, shown beside this one"
+    )
+    dry.add_argument(
+        "--summary-md",
+        metavar="FILE",
+        help="append the comparison as Markdown ($GITHUB_STEP_SUMMARY)",
+    )
+    dry.set_defaults(handler=_cmd_dry_run)
 
     demo = sub.add_parser("demo", help="tell the retraining story on the embedded local cloud")
     demo.add_argument(

@@ -82,16 +82,11 @@ class Inbox:
 
 def _retrain(cfg: ProjectConfig, drop: str) -> object:
     """Upload a drop; the bucket's EventBridge rule starts the retraining, which we follow."""
-    import time
+    from pipeline import cli, run
 
-    from pipeline import cli, data, run
-
-    since = time.time()
-    prefix, _ = data.push(cfg, SAMPLE / drop, drop)
-    _say(f"  uploaded data/sample/{drop} to s3://{cfg.names['bucket']}/{prefix}")
-    arn = run.triggered_executions(cfg, prefix, since)[0]
-    _say(f"  the upload started execution {arn.rsplit(':', 1)[-1]}")
-    summary = run.follow(cfg, arn, cli._print_state)
+    summary = run.upload_and_follow(
+        cfg, SAMPLE / drop, cli._print_state, say=lambda message: _say(f"  {message}")
+    )
     _say(run.text(summary))
     return summary
 

@@ -119,6 +119,29 @@ def execution_name(commit: str, version: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", f"{commit}-{version}")[:80]
 
 
+LATEST = "latest"
+
+
+def latest_drop(cfg: ProjectConfig, s3) -> str:
+    """The drop under raw/ that received the newest object: what a scheduled retraining reads."""
+    from pipeline.config import DATA_PREFIXES
+
+    raw = DATA_PREFIXES["raw"]
+    newest: tuple[Any, str] | None = None
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=cfg.names["bucket"], Prefix=raw)
+    for page in pages:
+        for obj in page.get("Contents", []):
+            drop, _, file = obj["Key"][len(raw) :].partition("/")
+            if file and (newest is None or obj["LastModified"] > newest[0]):
+                newest = (obj["LastModified"], drop)
+    if newest is None:
+        raise RunError(
+            f"no data drop under s3://{cfg.names['bucket']}/{raw}. Fix: upload one first "
+            f"(`mlops data push DIR --env {cfg.env}`)"
+        )
+    return f"{raw}{newest[1]}/"
+
+
 def normalise_prefix(prefix: str) -> str:
     prefix = prefix.removeprefix("s3://").strip("/")
     if not prefix.startswith("raw/"):
@@ -131,7 +154,7 @@ def start(cfg: ProjectConfig, data_prefix: str, commit: str | None = None) -> tu
     from botocore.exceptions import ClientError
 
     sfn, s3 = _clients(cfg)
-    prefix = normalise_prefix(data_prefix)
+    prefix = latest_drop(cfg, s3) if data_prefix == LATEST else normalise_prefix(data_prefix)
     machine = state_machine_arn(cfg, sfn)
     commit = commit or git_commit()
     name = execution_name(commit, data_version(cfg, s3, prefix))
@@ -180,6 +203,23 @@ def triggered_executions(
                 f"stack's {cfg.names['data_rule']} rule and the bucket's EventBridge setting"
             )
         time.sleep(POLL_SECONDS)
+
+
+def upload_and_follow(
+    cfg: ProjectConfig,
+    drop: Path,
+    on_state: Callable[[str, str, float | None], None] | None = None,
+    say: Callable[[str], None] = lambda message: None,
+) -> RunSummary:
+    """Upload a drop as a user would; the bucket's rule starts the retraining, which we follow."""
+    from pipeline import data
+
+    since = time.time()
+    prefix, _ = data.push(cfg, drop)
+    say(f"uploaded {drop} to s3://{cfg.names['bucket']}/{prefix}")
+    arn = triggered_executions(cfg, prefix, since)[0]
+    say(f"the upload started execution {arn.rsplit(':', 1)[-1]}")
+    return follow(cfg, arn, on_state)
 
 
 def history(sfn, arn: str) -> list[dict[str, Any]]:

@@ -140,3 +140,9 @@ def test_run_cli_waits_and_writes_json_and_a_markdown_summary(cfg, told, tmp_pat
     assert "## Retraining run" in text and "```mermaid" in text
     assert "stroke-width:3px" in text  # the path taken is highlighted
     assert result["execution_name"] in text
+
+
+def test_latest_is_the_drop_that_received_the_newest_upload(cfg, told):
+    s3 = boto3.client("s3", region_name=cfg.settings.project.region)
+    # The story's last chapter with an upload is the corrupt drop.
+    assert run.latest_drop(cfg, s3) == "raw/drop-corrupt/"
