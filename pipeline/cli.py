@@ -17,6 +17,19 @@ from pathlib import Path
 EXIT_USER_ERROR = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's user-error shape: one line on stderr, exit code 2.
+
+    argparse prints the whole usage before its message; the message already names the argument,
+    and the fix is the command's --help. (add_subparsers makes every subcommand this class too.)
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(
+            EXIT_USER_ERROR, f"error: {self.prog}: {message}. Fix: see `{self.prog} --help`\n"
+        )
+
+
 def _add_env(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env",
@@ -113,8 +126,12 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     path = workflow.asl_path(load_config(args.env or "dev"))
     chart = graph.flowchart(validate.load_definition(path))
     readme = Path(args.readme)
+    if not readme.is_file():
+        raise graph.GraphError(
+            f"{readme}: file not found. Fix: pass --readme FILE with the markers"
+        )
     current = readme.read_text()
-    updated = graph.embed(current, chart)
+    updated = graph.embed(current, chart, name=str(readme))
     if args.check:
         if updated != current:
             print(
@@ -290,6 +307,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
 
     cfg = load_config(args.env)
+    if args.file and not Path(args.file).is_file():
+        raise data.DataError(f"{args.file}: no such file. Fix: pass --file with a CSV or JSON body")
     body = Path(args.file).read_text() if args.file else sys.stdin.read()
     print(data.predict(cfg, body, args.content_type))
     return 0
@@ -351,7 +370,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mlops",
         description="GitOps MLOps on AWS: render, validate, deploy and run the retraining workflow, "
         "against AWS or the embedded local cloud.",

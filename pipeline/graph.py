@@ -74,11 +74,10 @@ def _condition(choice: dict[str, Any]) -> str:
     return variable
 
 
-def embed(readme: str, chart: str) -> str:
+def embed(readme: str, chart: str, name: str = "README.md") -> str:
+    """`readme` (the text of the file `name`) with `chart` between the markers."""
     if BEGIN not in readme or END not in readme:
-        raise GraphError(
-            f"README.md has no {BEGIN!r} ... {END!r} block. Fix: add both marker lines"
-        )
+        raise GraphError(f"{name} has no {BEGIN!r} ... {END!r} block. Fix: add both marker lines")
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}\n```mermaid\n{chart}```\n{END}{tail}"
