@@ -192,10 +192,16 @@ def _cmd_lint_stack(args: argparse.Namespace) -> int:
 
 def _cmd_bootstrap(args: argparse.Namespace) -> int:
     from pipeline import deploy
-    from pipeline.config import load_config
+    from pipeline.config import ConfigError, load_config
 
     cfg = load_config(args.env)
-    result = deploy.bootstrap(cfg, args.github_repo, args.oidc_provider_arn)
+    repo = args.github_repo or cfg.settings.project.github_repo
+    if not repo:
+        raise ConfigError(
+            "--github-repo: not given, and project.github_repo is not set in config/project.yaml. "
+            "Fix: pass --github-repo OWNER/REPO, or set it with `mlops init --github-repo OWNER/REPO`"
+        )
+    result = deploy.bootstrap(cfg, repo, args.oidc_provider_arn)
     print(f"{result.stack}: {result.status}")
     for key, value in sorted(result.outputs.items()):
         print(f"  {key}: {value}")
@@ -363,6 +369,20 @@ def _cmd_dry_run(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from pipeline import init
+    from pipeline.config import find_config_dir
+
+    config_dir = find_config_dir()
+    base = init.current(config_dir)
+    given = {k: getattr(args, k) for k in init.QUESTIONS}
+    root = config_dir.resolve().parent
+    answers = init.ask(given, base, init.environments(config_dir), root, args.yes)
+    report = init.initialise(root, config_dir, answers)
+    print(init.render_report(answers, report))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import demo
 
@@ -427,7 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
         "bootstrap", help="once per environment: data bucket and GitHub OIDC deploy role"
     )
     _add_env(boot)
-    boot.add_argument("--github-repo", required=True, help="OWNER/REPO allowed to deploy")
+    boot.add_argument(
+        "--github-repo",
+        help="OWNER/REPO allowed to deploy (default: project.github_repo in config/project.yaml)",
+    )
     boot.add_argument(
         "--oidc-provider-arn", default="", help="an existing GitHub OIDC provider to reuse"
     )
@@ -510,6 +533,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="append the comparison as Markdown ($GITHUB_STEP_SUMMARY)",
     )
     dry.set_defaults(handler=_cmd_dry_run)
+
+    init_cmd = sub.add_parser(
+        "init",
+        help="start a new project from this template: name it, rewrite the old name everywhere",
+        description="Make this copy of the template a new project: set the answers in "
+        "config/project.yaml, rewrite the old project name (every case and separator) in every "
+        "file and path of the repository, re-render the ASL and the README diagram, remove the "
+        "template's benchmark figures, refresh .secrets.baseline, and print the next steps. "
+        "Options not given are asked for (Enter keeps the [default]); --yes takes the defaults. "
+        "A value AWS or the config would reject is refused, with the reason, before anything "
+        "is written.",
+    )
+    init_cmd.add_argument(
+        "--name",
+        help="project name: lowercase letters, digits and single hyphens, 2-40 characters; "
+        "every AWS resource name derives from it (default: the folder's name)",
+    )
+    init_cmd.add_argument("--region", help="AWS region, e.g. eu-west-1 (default: the config's)")
+    init_cmd.add_argument(
+        "--github-repo",
+        metavar="OWNER/REPO",
+        help="the GitHub repository whose workflows may deploy; `mlops bootstrap` defaults to "
+        "it (default: the origin remote's, if on GitHub)",
+    )
+    init_cmd.add_argument(
+        "--label-column", help="the column your model predicts (default: the config's)"
+    )
+    init_cmd.add_argument(
+        "--metric",
+        help="the metric the promotion gate compares: accuracy, f1_macro, precision_macro, "
+        "recall_macro or balanced_accuracy (default: the config's)",
+    )
+    init_cmd.add_argument(
+        "--yes", "-y", action="store_true", help="accept the defaults instead of asking"
+    )
+    init_cmd.set_defaults(handler=_cmd_init)
 
     demo = sub.add_parser("demo", help="tell the retraining story on the embedded local cloud")
     demo.add_argument(

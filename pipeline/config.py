@@ -35,6 +35,10 @@ PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+# GitHub: an owner is at most 39 alphanumerics and single inner hyphens; "." and ".." are no repos.
+GITHUB_REPO_RE = re.compile(
+    r"^(?=[^/]{1,39}/)[A-Za-z0-9]+(-[A-Za-z0-9]+)*/(?!\.\.?$)[A-Za-z0-9._-]{1,100}$"
+)
 SUPPORTED_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "balanced_accuracy")
 
 
@@ -49,6 +53,19 @@ class _Strict(BaseModel):
 class ProjectSection(_Strict):
     name: str = Field(min_length=2, max_length=40)
     region: str
+    # The repository whose workflows may deploy (the OIDC role's trust); `mlops init` sets it
+    # and `mlops bootstrap` defaults to it.
+    github_repo: str | None = None
+
+    @field_validator("github_repo")
+    @classmethod
+    def _repo_shape(cls, v: str | None) -> str | None:
+        if v is not None and not GITHUB_REPO_RE.match(v):
+            raise ValueError(
+                "must be OWNER/REPO as on GitHub: an owner of letters, digits and single "
+                "hyphens (at most 39), a repository of letters, digits, '.', '_' and '-'"
+            )
+        return v
 
     @field_validator("name")
     @classmethod

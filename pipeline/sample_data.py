@@ -43,6 +43,7 @@ DROPS = {
 SEED = 7
 
 
+# TEMPLATE: read your own sample rows here (and keep a corrupt drop: the tests need one).
 def _rows() -> list[dict[str, str]]:
     from sklearn.datasets import load_breast_cancer
 

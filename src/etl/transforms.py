@@ -119,6 +119,8 @@ def validate_schema(df: DataFrame, label_column: str, feature_columns: Sequence[
         raise MissingColumnsError(missing, df.columns)
 
 
+# TEMPLATE: your data's cleaning rules. The schema (label and feature columns) is data.* in
+# config/project.yaml; rules your data needs (ranges, categories, units) belong in clean().
 def clean(df: DataFrame, label_column: str, feature_columns: Sequence[str]) -> Cleaned:
     """Trim, type-check, drop incomplete and duplicate rows, cast; count what was dropped.
 

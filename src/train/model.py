@@ -74,6 +74,8 @@ class _Param:
         return f"{what} {bound}{extra}"
 
 
+# TEMPLATE: your model. Add an entry here and its estimator in _build_estimator (or replace
+# these); training.hyperparameters.model in config/project.yaml picks one.
 # scikit-learn accepts random_state in [0, 2**32 - 1].
 _SEED = _Param("int", 42, 0, maximum=2**32 - 1)
 

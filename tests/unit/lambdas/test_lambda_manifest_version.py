@@ -240,7 +240,7 @@ def test_the_longest_prefix_config_allows_gives_a_63_character_job_name():
     ("prefix", "message"),
     [
         pytest.param("p" * 47, r"\(64 characters\).*at most 46 of them", id="too-long"),
-        pytest.param("tumor_triage", "letters, digits and hyphens", id="underscore"),
+        pytest.param("my_project", "letters, digits and hyphens", id="underscore"),
     ],
 )
 def test_a_training_job_prefix_sagemaker_would_refuse_is_a_configuration_error(prefix, message):
