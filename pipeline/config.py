@@ -165,9 +165,19 @@ class GateSection(_Strict):
     min_improvement: float = Field(default=0.0, ge=0)
 
 
+class EndpointWaitSection(_Strict):
+    """How the state machine waits for Create/UpdateEndpoint to serve the new model: it polls
+    DescribeEndpoint after poll_seconds, then each wait poll_seconds longer (1, 2, 3 s... locally
+    done in a poll or two; a 10-minute AWS update in about 35), until timeout_seconds."""
+
+    poll_seconds: int = Field(default=1, ge=1, le=300)
+    timeout_seconds: int = Field(default=3600, ge=1, le=86400)
+
+
 class EndpointSection(_Strict):
     instance_type: str = Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     initial_instance_count: int = Field(ge=1, le=10)
+    wait: EndpointWaitSection = EndpointWaitSection()
 
 
 class NotificationsSection(_Strict):

@@ -67,10 +67,25 @@ def flowchart(definition: dict[str, Any], highlight: set[str] | None = None) -> 
 
 
 def _condition(choice: dict[str, Any]) -> str:
+    for op in ("And", "Or"):
+        if op in choice:
+            rules = choice[op]
+            one_field = len({r.get("Variable") for r in rules}) == 1
+            if (
+                op == "Or"
+                and one_field
+                and all(set(r) == {"Variable", "StringEquals"} for r in rules)
+            ):
+                values = ", ".join(r["StringEquals"] for r in rules)  # one field, several values
+                return f"{rules[0]['Variable']} in {values}".replace('"', "'")
+            return f" {op.lower()} ".join(_condition(r) for r in rules)
+    if "Not" in choice:
+        return f"not {_condition(choice['Not'])}"
     variable = choice.get("Variable", "")
     for key, value in choice.items():
         if key not in ("Variable", "Next"):
-            return f"{variable} {key} {str(value).lower()}".replace('"', "'")
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+            return f"{variable} {key} {shown}".replace('"', "'")
     return variable
 
 

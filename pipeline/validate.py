@@ -6,8 +6,10 @@ means the definition passed. It checks, in this order: the ASL schema and rules
 reachable, non-terminal states continue), error handling (every Task has Retry and
 Catch), resources (every Lambda placeholder names a handler in src/lambdas/, every
 placeholder is one the deploy fills), data flow (every JSONPath a Choice reads is
-written by a state on every path before it) and the gate (the promote branch is
-reachable only through the gate's comparison).
+written by a state on every path before it), the gate (the promote branch is
+reachable only through the gate's comparison) and the endpoint wait (no path from
+Create/UpdateEndpoint ends in success without a Choice seeing EndpointStatus InService:
+both calls return before the endpoint serves, or fails to serve, the new model).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ PROMOTING_RESOURCES = (
     "arn:aws:states:::sagemaker:updateEndpoint",
 )
 TERMINAL_TYPES = {"Succeed", "Fail"}
+ENDPOINT_STATUS_FIELD = "EndpointStatus"
 
 
 class ValidationError(Exception):
@@ -214,7 +217,42 @@ def validate_definition(definition: dict[str, Any], path: Path, schema: bool = T
                     )
 
     _check_gate(states, start, finding)
+    _check_endpoint_awaited(states, finding)
     return findings
+
+
+def _tests_in_service(choice: dict[str, Any]) -> bool:
+    """Whether a Choice rule can only match when the endpoint status is InService."""
+    if choice.get("StringEquals") == "InService":
+        return str(choice.get("Variable", "")).endswith(f".{ENDPOINT_STATUS_FIELD}")
+    return any(_tests_in_service(sub) for sub in choice.get("And", []))
+
+
+def _check_endpoint_awaited(states: dict[str, Any], finding) -> None:
+    confirmed = {
+        (name, f"Choices[{i}]")
+        for name, state in states.items()
+        if state.get("Type") == "Choice"
+        for i, choice in enumerate(state.get("Choices", []))
+        if _tests_in_service(choice)
+    }
+    # Catch edges lead to the failure path, which may end anywhere but in a success.
+    catches = {
+        (name, f"Catch[{i}]")
+        for name, state in states.items()
+        for i in range(len(state.get("Catch", [])))
+    }
+    for name, state in states.items():
+        if state.get("Resource") not in PROMOTING_RESOURCES:
+            continue
+        after = _reachable(states, name, skip=confirmed | catches)
+        unawaited = sorted(n for n in after if states[n].get("Type") == "Succeed")
+        if unawaited:
+            finding(
+                name,
+                f"reaches {unawaited[0]!r} without a Choice seeing {ENDPOINT_STATUS_FIELD} "
+                "InService (the call returns before the endpoint serves the model)",
+            )
 
 
 def _check_gate(states: dict[str, Any], start: str, finding) -> None:

@@ -3,10 +3,12 @@
     Manifest -> ETL (Glue .sync) -> Train (SageMaker .sync) -> GetProduction (DynamoDB)
     -> Evaluate -> Register -> Gate
        Gate: promote -> ClaimProduction -> CreateModel -> CreateEndpointConfig
-                        -> Create/UpdateEndpoint -> NotifyPromoted -> Promoted (Succeed)
+                        -> Create/UpdateEndpoint -> WaitForEndpoint -> DescribeEndpoint
+                        -> EndpointServes? -> NotifyPromoted -> Promoted (Succeed)
              reject  -> NotifyRejected -> Rejected (Succeed)
     Any failing Task -> "<State> failed" (Pass, records the state) -> NotifyFailure -> Failed (Fail);
-    a failure after the production pointer moved first reverts the pointer.
+    a failure after the production pointer moved first (including an endpoint that never serves
+    the new model) reverts the pointer.
 
 `render(cfg)` returns the ASL text committed as pipeline/statemachine.asl.json. It is
 pure and deterministic: sorted keys, no timestamps, the SDK's generated job name
@@ -63,6 +65,13 @@ LAMBDA_TRANSIENT = [
 ]
 GLUE_TRANSIENT = ["Glue.ConcurrentRunsExceededException", "Glue.ThrottlingException"]
 SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException", "ThrottlingException"]
+# DescribeEndpoint goes through the AWS SDK integration (Step Functions optimizes no SageMaker
+# Describe* call), whose unmodeled errors, throttling included, are SageMaker.SageMakerException.
+SAGEMAKER_SDK_TRANSIENT = ["SageMaker.SageMakerException", "ThrottlingException"]
+DESCRIBE_ENDPOINT = "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint"
+# EndpointStatus values of a transition still under way (DescribeEndpoint's enum); any other
+# status than these and InService ends the wait as a failure.
+ENDPOINT_IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 DYNAMODB_TRANSIENT = [
     "DynamoDB.ProvisionedThroughputExceededException",
     "DynamoDB.InternalServerErrorException",
@@ -105,6 +114,23 @@ RESULT_SELECTORS: dict[str, dict[str, str]] = {
         "final_metrics.$": "$.FinalMetricDataList",
     },
 }
+
+
+def endpoint_wait_polls(cfg: ProjectConfig) -> int:
+    """How many DescribeEndpoint polls fit the wait timeout: the n-th wait is n * poll_seconds."""
+    wait = cfg.settings.endpoint.wait
+    polls, waited = 0, 0
+    while waited < wait.timeout_seconds:
+        polls += 1
+        waited += polls * wait.poll_seconds
+    return polls
+
+
+def _endpoint_selector(state: str, cfg: ProjectConfig) -> dict[str, Any]:
+    """Create/UpdateEndpoint's result: which call it was, and the wait loop's counters."""
+    step = cfg.settings.endpoint.wait.poll_seconds
+    # polls: DescribeEndpoint calls made once the next one is (the first is poll 1).
+    return {"arn.$": "$.EndpointArn", "action": state, "polls": 1, "wait_seconds": step}
 
 
 def training_hyperparameters(cfg: ProjectConfig) -> dict[str, Any]:
@@ -376,7 +402,8 @@ def _build(cfg: ProjectConfig) -> dict[str, Any]:
             {
                 "action": "revert",
                 "version.$": "$.registry.version",
-                "reason": "the endpoint update failed",
+                # Every way here records the failed state and the error first.
+                "reason.$": "States.Format('{} failed: {}', $.failed_state.state, $.error.Error)",
             },
             "$.revert",
         ),
@@ -433,6 +460,7 @@ def _build(cfg: ProjectConfig) -> dict[str, Any]:
     notify_promoted = guard(notify("NotifyPromoted", "promoted"), LAMBDA_TRANSIENT)
     notify_promoted.next(steps.Succeed("Promoted", comment="The candidate is in production"))
 
+    wait_for_endpoint = _endpoint_wait(cfg, steps, guard, revert, notify_promoted)
     endpoint = {}
     for update in (False, True):
         step = guard(
@@ -447,7 +475,8 @@ def _build(cfg: ProjectConfig) -> dict[str, Any]:
             revert,
         )
         step.update_parameters(_dynamic_names(step.parameters, model_name))
-        step.next(notify_promoted)
+        # Both calls return at once; the endpoint serves the model only minutes later, or never.
+        step.next(wait_for_endpoint)
         endpoint[update] = step
 
     has_endpoint = steps.Choice("EndpointExists", comment="A model was in production before")
@@ -473,7 +502,100 @@ def _build(cfg: ProjectConfig) -> dict[str, Any]:
     definition = steps.Graph(chain).to_dict()
     for state, selector in RESULT_SELECTORS.items():
         definition["States"][state]["ResultSelector"] = selector
+    for state in ("CreateEndpoint", "UpdateEndpoint"):
+        definition["States"][state]["ResultSelector"] = _endpoint_selector(state, cfg)
     return definition
+
+
+def _endpoint_wait(cfg: ProjectConfig, steps: Any, guard: Any, revert: Any, done: Any) -> Any:
+    """The loop after Create/UpdateEndpoint; returns its first state.
+
+    Promotion is announced only once DescribeEndpoint shows the endpoint InService with this
+    run's config. SageMaker rolls a failed update back (InService, the old config, FailureReason
+    set) and marks a failed creation Failed; both, any other status, and a wait past
+    endpoint.wait.timeout_seconds revert the registry, so it names what the endpoint serves.
+    """
+    wait = cfg.settings.endpoint.wait
+    max_polls = endpoint_wait_polls(cfg)
+    status, serving = "$.endpoint_status.EndpointStatus", "$.endpoint_status.EndpointConfigName"
+
+    waiting = steps.Wait("WaitForEndpoint", seconds_path="$.endpoint.wait_seconds")
+    describe = guard(
+        steps.Task(
+            "DescribeEndpoint",
+            resource=DESCRIBE_ENDPOINT,
+            parameters={"EndpointName": cfg.names["endpoint"]},
+            result_path="$.endpoint_status",
+        ),
+        SAGEMAKER_SDK_TRANSIENT,
+        revert,
+    )
+    # The failure is the endpoint call's: its name goes into the notification and the revert.
+    failed = steps.Pass(
+        "EndpointFailed",
+        parameters={"state.$": "$.endpoint.action"},
+        result_path="$.failed_state",
+    )
+    failed.next(revert)
+    not_serving = steps.Pass(
+        "EndpointNotServing",
+        parameters={
+            "Error": "EndpointNotServing",
+            # The whole description: notify and `mlops run` show its FailureReason.
+            "Cause.$": "States.JsonToString($.endpoint_status)",
+        },
+        result_path="$.error",
+    )
+    not_serving.next(failed)
+    timed_out = steps.Pass(
+        "EndpointWaitTimedOut",
+        parameters={
+            "Error": "EndpointWaitTimedOut",
+            "Cause.$": (
+                "States.Format('endpoint {} was still {} after {} polls (endpoint.wait."
+                f"timeout_seconds: {wait.timeout_seconds}); the registry is reverted, but the "
+                "endpoint may still switch to {}: check with mlops models and roll back if so', "
+                f"$.endpoint_status.EndpointName, {status}, $.endpoint.polls, "
+                "$.registry.model_name)"
+            ),
+        },
+        result_path="$.error",
+    )
+    timed_out.next(failed)
+    poll_again = steps.Pass(
+        "PollEndpointAgain",
+        parameters={
+            "arn.$": "$.endpoint.arn",
+            "action.$": "$.endpoint.action",
+            "polls.$": "States.MathAdd($.endpoint.polls, 1)",
+            "wait_seconds.$": f"States.MathAdd($.endpoint.wait_seconds, {wait.poll_seconds})",
+        },
+        result_path="$.endpoint",
+    )
+    poll_again.next(waiting)
+
+    rule = steps.ChoiceRule
+    serves = steps.Choice("EndpointServes", comment="InService with this run's config")
+    serves.add_choice(
+        rule.And(
+            [
+                rule.StringEquals(status, "InService"),
+                rule.StringEqualsPath(serving, "$.registry.model_name"),
+            ]
+        ),
+        next_step=done,
+    )
+    # Still changing: poll again while the timeout allows.
+    time_left = steps.Choice("EndpointWaitLeft", comment="endpoint.wait.timeout_seconds")
+    time_left.add_choice(rule.NumericLessThan("$.endpoint.polls", max_polls), next_step=poll_again)
+    time_left.default_choice(timed_out)
+    serves.add_choice(
+        rule.Or([rule.StringEquals(status, s) for s in ENDPOINT_IN_PROGRESS]), next_step=time_left
+    )
+    serves.default_choice(not_serving)
+    waiting.next(describe)
+    describe.next(serves)
+    return waiting
 
 
 def _dynamic_names(params: dict[str, Any], model_name_path: str) -> dict[str, Any]:

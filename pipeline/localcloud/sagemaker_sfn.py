@@ -14,6 +14,12 @@ Timestamps in results are epoch milliseconds, as Step Functions renders them. Ot
 actions, and .sync or .waitForTaskToken where AWS has none, are refused at CreateStateMachine.
 Stopping the execution (or a state timeout) stops the training job, as Step Functions does.
 
+The AWS SDK integration (`arn:aws:states:::aws-sdk:sagemaker:describeEndpoint`, the only way to
+read an endpoint's status from a state machine) is moto's, with two gaps closed for SageMaker:
+its results keep datetime objects, which break DescribeExecution and GetExecutionHistory, and are
+rendered as ISO-8601 strings as AWS renders aws-sdk results; and its errors are named
+`SageMaker.<Name>Exception` (`SageMaker.SageMakerException` when unmodeled), not `sagemaker.*`.
+
 Importing this module imports moto's interpreter: sagemaker.install() imports it lazily.
 """
 
@@ -43,6 +49,9 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
     ResourceCondition,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+    StateTaskServiceAwsSdk,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
@@ -235,12 +244,53 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         env.stack.append(None)
 
 
+def iso_ready(value: Any) -> Any:
+    """An aws-sdk result with datetimes as ISO-8601 strings, as Step Functions outputs them."""
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {k: iso_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [iso_ready(v) for v in value]
+    return value
+
+
+class StateTaskServiceAwsSdkLocal(StateTaskServiceAwsSdk):
+    """moto's aws-sdk integration with SageMaker's error names and JSON-ready results."""
+
+    @staticmethod
+    def _normalise_service_error_name(service_name: str) -> str:
+        if service_name.lower() == "sagemaker":
+            return "SageMaker"
+        return StateTaskServiceAwsSdk._normalise_service_error_name(service_name)
+
+    def _eval_service_task(
+        self, env, resource_runtime_part, normalised_parameters, state_credentials
+    ):
+        if self._get_boto_service_name() == "sagemaker":
+            # The shared client: moto's builds a new one per task (a second each poll).
+            client = sagemaker_aws.client("sagemaker", resource_runtime_part.region, validate=False)
+            response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
+            response.pop("ResponseMetadata", None)
+            env.stack.append(response)
+        else:
+            super()._eval_service_task(
+                env, resource_runtime_part, normalised_parameters, state_credentials
+            )
+        env.stack.append(iso_ready(env.stack.pop()))
+
+
 def make_factory(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap moto's state_task_service_for so `sagemaker` resources get this integration."""
+    """Wrap moto's state_task_service_for so `sagemaker` resources get this integration, and
+    `aws-sdk` ones the JSON-ready results and SageMaker error names."""
 
     def state_task_service_for(service_name: str):
         if service_name == "sagemaker":
             return StateTaskServiceSageMaker()
+        if service_name == "aws-sdk":
+            return StateTaskServiceAwsSdkLocal()
         return original(service_name=service_name)
 
     state_task_service_for.mlops_sagemaker = True

@@ -458,28 +458,37 @@ def test_failed_promotion_notice_fails_the_run_with_the_new_model_serving(
     assert notifications.of(summary.execution_arn) == []
 
 
-# --- a known gap: the endpoint update fails after UpdateEndpoint returned -----------------
+# --- the endpoint update fails after UpdateEndpoint returned --------------------------------
 
 
-def test_model_the_endpoint_cannot_serve_leaves_registry_and_endpoint_agreeing(
-    cfg, gate_machine, first_run, real_evaluation
+def test_model_the_endpoint_cannot_serve_is_reverted_and_notified(
+    cfg, gate_machine, first_run, real_evaluation, notifications
 ):
     # A real tar.gz without model.joblib: CreateModel and UpdateEndpoint accept it; SageMaker
     # then fails to serve it and rolls the endpoint back to the old config (FailureReason set).
     not_a_model = _upload_evaluation(cfg, real_evaluation, 0.5, "not-a-model")
+    before = _production(cfg)
     summary = _gate_run(
         cfg, gate_machine, first_run, real_evaluation, "unservable", _better(cfg),
         artifact=not_a_model,
     )  # fmt: skip
     endpoint = _endpoint(cfg)
     assert endpoint["EndpointStatus"] == "InService" and endpoint.get("FailureReason"), endpoint
-    pointer = _pointer(cfg)
-    if summary.outcome == "promoted" and pointer["model_name"] != endpoint["EndpointConfigName"]:
-        # Last in the module: it leaves the registry naming a model the endpoint does not serve.
-        pytest.xfail(
-            "known gap: UpdateEndpoint is request-response, so the machine notifies 'promoted' "
-            f"and keeps v{pointer['version']} in the registry while the endpoint still serves "
-            f"{endpoint['EndpointConfigName']}"
-        )
-    assert pointer["model_name"] == endpoint["EndpointConfigName"]
-    assert summary.outcome == "failed" and summary.failed_state == "UpdateEndpoint"
+    assert summary.status == "FAILED" and summary.outcome == "failed", run.text(summary)
+    assert summary.failed_state == "UpdateEndpoint" and summary.error == "EndpointNotServing"
+    assert "did not pass the ping health check" in summary.cause, summary.cause
+    # Promotion was never announced: the loop saw the rolled-back endpoint and reverted.
+    assert "NotifyPromoted" not in summary.path
+    assert summary.path[-5:] == [
+        "EndpointNotServing", "EndpointFailed", "RevertProduction", "NotifyFailure", "Failed",
+    ]  # fmt: skip
+    assert _production(cfg) == before
+    assert _pointer(cfg)["model_name"] == endpoint["EndpointConfigName"]
+    failed = _model(cfg, summary.model_version)
+    assert failed["status"] == "failed"
+    assert failed["status_reason"] == "UpdateEndpoint failed: EndpointNotServing"
+    subjects = notifications.of(summary.execution_arn)
+    assert subjects == [
+        f"[{cfg.settings.project.name}/{cfg.env}] retraining failed in UpdateEndpoint: "
+        "EndpointNotServing"
+    ], subjects

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import tarfile
 import time
 import urllib.request
@@ -542,6 +543,47 @@ def test_state_machine_deploys_a_model_that_the_endpoint_then_serves(aws, localc
         "predictions": ["benign", "benign"]
     }
     assert time.monotonic() - started < 1
+
+
+def test_state_machine_describes_endpoints_through_the_aws_sdk_integration(aws, localcloud_wait):
+    # The state machine's endpoint wait reads EndpointStatus this way (no optimized integration).
+    put_model(aws, "model-a", majority_model("malignant"))
+    deploy(aws, localcloud_wait, "triage", "model-a")
+    describe = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
+        "Parameters": {"EndpointName.$": "$.name"},
+        "ResultPath": "$.endpoint",
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
+        "End": True,
+    }
+    definition = {"StartAt": "Describe", "States": {"Describe": describe, "Caught": {
+        "Type": "Pass", "End": True
+    }}}  # fmt: skip
+    sfn = aws["stepfunctions"]
+    machine = sfn.create_state_machine(
+        name="describe-endpoint", definition=json.dumps(definition), roleArn=ROLE
+    )["stateMachineArn"]
+
+    def run(name: str) -> dict[str, Any]:
+        arn = sfn.start_execution(
+            stateMachineArn=machine, name=name, input=json.dumps({"name": name})
+        )
+        described = localcloud_wait(
+            lambda: sfn.describe_execution(executionArn=arn["executionArn"]),
+            lambda d: d["status"] != "RUNNING",
+        )
+        assert described["status"] == "SUCCEEDED", described
+        return json.loads(described["output"])
+
+    endpoint = run("triage")["endpoint"]
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["EndpointConfigName"] == "model-a"
+    # Timestamps as aws-sdk results render them (moto's datetimes broke DescribeExecution).
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", endpoint["CreationTime"])
+    error = run("no-such-endpoint")["error"]
+    assert error["Error"] == "SageMaker.SageMakerException"  # unmodeled: ValidationException
+    assert "Could not find endpoint" in error["Cause"] and "Service: SageMaker" in error["Cause"]
 
 
 # ---------------------------------------------------------------- endpoints

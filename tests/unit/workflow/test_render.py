@@ -102,3 +102,58 @@ def test_metric_definitions_match_what_the_training_entry_prints(dev):
     assert workflow.metric_definitions(dev) == entry_definitions(
         list(dev.settings.evaluation.metrics)
     )
+
+
+def test_endpoint_wait_polls_cover_the_timeout_with_growing_waits():
+    def cfg(poll: int, timeout: int):
+        environ = {
+            "MLOPS__ENDPOINT__WAIT__POLL_SECONDS": str(poll),
+            "MLOPS__ENDPOINT__WAIT__TIMEOUT_SECONDS": str(timeout),
+        }
+        return load_config("dev", REPO / "config", environ=environ)
+
+    for poll, timeout in [(1, 3600), (30, 1800), (1, 1), (5, 16)]:
+        n = workflow.endpoint_wait_polls(cfg(poll, timeout))
+        waited = poll * n * (n + 1) // 2  # the n-th wait is n * poll seconds
+        assert waited >= timeout > waited - n * poll, (poll, timeout, n)
+
+
+def test_promotion_waits_for_the_endpoint_to_serve_the_runs_config(dev, rendered):
+    states = json.loads(rendered)["States"]
+    for call in ("CreateEndpoint", "UpdateEndpoint"):
+        assert states[call]["Next"] == "WaitForEndpoint"
+        assert states[call]["ResultSelector"]["action"] == call
+        assert states[call]["ResultSelector"]["wait_seconds"] == 1  # endpoint.wait.poll_seconds
+    assert states["WaitForEndpoint"]["Next"] == "DescribeEndpoint"
+    assert states["DescribeEndpoint"]["Resource"] == workflow.DESCRIBE_ENDPOINT
+    assert states["DescribeEndpoint"]["Next"] == "EndpointServes"
+    served, changing = states["EndpointServes"]["Choices"]
+    assert served["Next"] == "NotifyPromoted"
+    assert {"StringEqualsPath": "$.registry.model_name", "Variable": (
+        "$.endpoint_status.EndpointConfigName"
+    )} in served["And"]  # fmt: skip
+    assert {rule["StringEquals"] for rule in changing["Or"]} == set(workflow.ENDPOINT_IN_PROGRESS)
+    assert changing["Next"] == "EndpointWaitLeft"
+    (again,) = states["EndpointWaitLeft"]["Choices"]
+    assert again == {
+        "Variable": "$.endpoint.polls",
+        "NumericLessThan": workflow.endpoint_wait_polls(dev),
+        "Next": "PollEndpointAgain",
+    }
+    assert states["EndpointWaitLeft"]["Default"] == "EndpointWaitTimedOut"
+    # Any other status (Failed, OutOfService, InService with the old config) is a failure.
+    assert states["EndpointServes"]["Default"] == "EndpointNotServing"
+    for failure in ("EndpointNotServing", "EndpointWaitTimedOut"):
+        assert states[failure]["ResultPath"] == "$.error"
+        assert states[failure]["Next"] == "EndpointFailed"
+    assert states["EndpointFailed"]["Parameters"] == {"state.$": "$.endpoint.action"}
+    assert states["EndpointFailed"]["Next"] == "RevertProduction"
+    assert states["DescribeEndpoint failed"]["Next"] == "RevertProduction"
+
+
+def test_endpoint_wait_follows_the_config():
+    cfg = load_config("dev", REPO / "config", environ={"MLOPS__ENDPOINT__WAIT__POLL_SECONDS": "30"})
+    states = json.loads(workflow.render(cfg))["States"]
+    assert states["UpdateEndpoint"]["ResultSelector"]["wait_seconds"] == 30
+    step = states["PollEndpointAgain"]["Parameters"]["wait_seconds.$"]
+    assert step == "States.MathAdd($.endpoint.wait_seconds, 30)"

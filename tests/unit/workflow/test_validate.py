@@ -84,6 +84,14 @@ BROKEN = {
         "has neither Next nor End",
     ),
     "start_at_missing": (_set(["StartAt"], "Begin"), "StartAt 'Begin' is not a state"),
+    "promotion_announced_before_the_endpoint_serves": (
+        _set(["States", "UpdateEndpoint", "Next"], "NotifyPromoted"),
+        "state 'UpdateEndpoint': reaches 'Promoted' without a Choice seeing EndpointStatus",
+    ),
+    "endpoint_wait_ignores_the_status": (
+        _set(["States", "EndpointServes", "Choices", 0, "And", 0, "StringEquals"], "Updating"),
+        "state 'CreateEndpoint': reaches 'Promoted' without a Choice seeing EndpointStatus",
+    ),
     "schema_invalid_type": (_set(["States", "Register", "Type"], "Taks"), "ASL schema"),
 }
 
