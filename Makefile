@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 PY_STAMP := $(VENV)/.synced
 NODE_STAMP := node_modules/.synced
 
-.PHONY: help install lint test test-fast demo bench render validate graph lock clean
+.PHONY: help install lint test test-fast test-slow act-pr act-deploy demo bench render validate graph lock clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -38,11 +38,21 @@ lock: ## re-resolve requirements.lock from pyproject.toml (then commit it)
 lint: install ## pre-commit on every file (ruff, YAML/JSON, secrets, ASL, workflows)
 	$(BIN)/pre-commit run --all-files --show-diff-on-failure
 
-test: install lint ## lint, then the whole test suite
-	$(BIN)/pytest
+# The pull-request workflow runs lint and the fast tests; make test runs that workflow under act
+# instead of a second copy of its steps, then the slow tests, then the deploy workflow.
+test: install act-pr test-slow act-deploy ## everything: PR workflow (lint, fast tests, dry run), slow tests, deploy workflow
 
-test-fast: install ## unit and functional tests only (no Spark, no local cloud)
+test-fast: install ## unit and functional tests only (what the pull-request workflow runs)
 	$(BIN)/pytest -m "not slow"
+
+test-slow: install ## the end-to-end tests on the local cloud
+	$(BIN)/pytest -m slow
+
+act-pr: install ## run .github/workflows/pr.yml locally with act; every job must succeed
+	$(BIN)/python -m pipeline.actrun pull_request
+
+act-deploy: install ## run the push workflow (deploy.yml) with act against a local cloud
+	$(BIN)/python -m pipeline.actrun push
 
 demo: install ## run the retraining story on the embedded local cloud
 	$(BIN)/mlops demo
