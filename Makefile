@@ -57,7 +57,7 @@ act-deploy: install ## run the push workflow (deploy.yml) with act against a loc
 demo: install ## run the retraining story on the embedded local cloud
 	$(BIN)/mlops demo
 
-bench: install ## benchmarks; writes bench/results.json and bench/results.md
+bench: install ## benchmarks (BENCH_RUNS=N, BENCH_MAKE_TEST_RUNS=N); writes bench/results.json and .md
 	$(BIN)/python -m pipeline.bench
 
 clean: ## remove the environments and caches

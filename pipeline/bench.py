@@ -3,13 +3,20 @@
 Writes bench/results.json and bench/results.md. Keys: cli_help_s, render_s,
 validate_s, execution_s and overhead_s (one full retraining execution on the sample
 data in the local cloud, and the part of it spent outside the ETL and training
-programs), etl_rows_per_s (keyed by input rows), training_s, make_test_s (only with
-BENCH_MAKE_TEST=1: it reruns the whole suite), cores. Benchmarks are never timed
-tests: shared machines are noisy, so figures are medians reported with the core count.
+programs), etl_rows_per_s (keyed by input rows), make_test_s (wall time of `make test`
+in this checkout), cores, and runs (how many runs each figure is the median of).
+Benchmarks are never timed tests: shared machines are noisy, so figures are medians
+reported with the core count.
+
+Runs per figure: cheap figures default to RUNS, `make test` (about ten minutes) to
+one run; `--runs N` / BENCH_RUNS and `--make-test-runs N` / BENCH_MAKE_TEST_RUNS change
+them, and 0 make-test runs leaves make_test_s null. `make test` never calls the bench,
+so timing it from here cannot recurse.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -26,6 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench"
 SAMPLE = REPO / "data" / "sample" / "drop-003" / "data.csv"
 ETL_SIZES = (10_000, 100_000, 1_000_000)
+# Default runs per group of figures: a run of each costs ~1 s, ~15 s, ~1 min and ~10 min.
+RUNS = {"cli": 5, "execution": 3, "etl": 3, "make_test": 1}
+KEYS = ("cli_help_s", "render_s", "validate_s", "execution_s", "overhead_s", "etl_rows_per_s",
+        "make_test_s", "cores")  # fmt: skip
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> float:
@@ -99,48 +110,6 @@ def etl_figures(runs: int) -> dict[str, float]:
     return figures
 
 
-def training_figure(runs: int) -> float:
-    """Seconds of one script-mode training run on the sample data's ETL output."""
-    from etl import glue_job
-    from pipeline.config import load_config
-    from pipeline.workflow import training_hyperparameters
-
-    cfg = load_config("dev", REPO / "config", environ={})
-    data = cfg.settings.data
-    with tempfile.TemporaryDirectory() as tmp:
-        splits = Path(tmp) / "splits"
-        glue_job.main(
-            [
-                "--input", str(SAMPLE.parent), "--output", str(splits),
-                "--label_column", data.label_column, "--feature_columns", ",".join(data.feature_columns),
-            ]
-        )  # fmt: skip
-        args = [f"--{k}={v}" for k, v in training_hyperparameters(cfg).items()]
-        env = {
-            **os.environ,
-            **{f"SM_CHANNEL_{c.upper()}": str(splits / c) for c in ("train", "validation", "test")},
-        }
-
-        def once() -> float:
-            out = Path(tempfile.mkdtemp(dir=tmp))
-            env.update(
-                SM_MODEL_DIR=str(out / "model"),
-                SM_OUTPUT_DATA_DIR=str(out / "data"),
-                SM_OUTPUT_DIR=str(out),
-            )
-            start = time.perf_counter()
-            subprocess.run(
-                [sys.executable, "entry.py", *args],
-                cwd=REPO / "src" / "train",
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-            return time.perf_counter() - start
-
-        return median_of(runs, once)
-
-
 def execution_figures(runs: int) -> dict[str, float]:
     """One full retraining on drop-002 in the local cloud, and its orchestration overhead."""
     import boto3
@@ -183,7 +152,19 @@ def execution_figures(runs: int) -> dict[str, float]:
     }
 
 
+def make_test_figure(runs: int) -> float | None:
+    """Seconds of `make test` (lint and the whole suite) in this checkout; None when 0 runs."""
+    if runs < 1:
+        return None
+    return round(median_of(runs, lambda: _timed_command("make", "test")), 1)
+
+
 def markdown(results: dict) -> str:
+    runs = results.get("runs", {})
+
+    def times(key: str) -> str:
+        return f" ({runs[key]} runs)" if runs.get(key) else ""
+
     rows = [
         ("CLI start-up (`mlops --help`)", f"{results['cli_help_s']:.3f} s"),
         ("render --check (dev)", f"{results['render_s']:.2f} s"),
@@ -193,13 +174,21 @@ def markdown(results: dict) -> str:
             f"{results['execution_s']:.2f} s (target < 15 s)",
         ),
         ("orchestration overhead of it", f"{results['overhead_s']:.2f} s (target < 2 s)"),
-        ("training run (script mode, sample data)", f"{results['training_s']:.2f} s"),
     ]
     rows += [
         (f"ETL rows/s at {int(k):,} rows", f"{v:,}") for k, v in results["etl_rows_per_s"].items()
     ]
-    if results.get("make_test_s") is not None:
-        rows.append(("`make test`", f"{results['make_test_s']:.0f} s"))
+    rows.append(
+        (
+            "`make test` (lint and every test)",
+            "not measured (--make-test-runs 0)"
+            if results.get("make_test_s") is None
+            else f"{results['make_test_s']:.0f} s",
+        )
+    )
+    keys = ["cli_help_s", "render_s", "validate_s", "execution_s", "overhead_s"]
+    keys += ["etl_rows_per_s"] * len(results["etl_rows_per_s"]) + ["make_test_s"]
+    rows = [(name + times(key), value) for (name, value), key in zip(rows, keys, strict=True)]
     lines = [
         f"Medians on a {results['cores']}-core machine.",
         "",
@@ -209,21 +198,68 @@ def markdown(results: dict) -> str:
     return "\n".join(lines + [f"| {a} | {b} |" for a, b in rows]) + "\n"
 
 
-def main() -> int:
-    runs = int(os.environ.get("BENCH_RUNS", "3"))
-    results: dict = {"cores": os.cpu_count()}
-    results.update(cli_figures(runs))
-    results.update(execution_figures(runs))
-    results["training_s"] = training_figure(runs)
-    results["etl_rows_per_s"] = etl_figures(runs)
-    results["make_test_s"] = (
-        round(_timed_command("make", "test"), 1)
-        if os.environ.get("BENCH_MAKE_TEST") == "1"
-        else None
+def write_results(results: dict, out: Path = OUT) -> tuple[Path, Path]:
+    """bench/results.json and results.md; refuses results missing a figure or with extra ones."""
+    found = set(results) - {"runs"}
+    if found != set(KEYS):
+        raise ValueError(
+            f"bench results must have exactly {sorted(KEYS)}; missing {sorted(set(KEYS) - found)}, "
+            f"unexpected {sorted(found - set(KEYS))}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / "results.json", out / "results.md"
+    paths[0].write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    paths[1].write_text(markdown(results))
+    return paths
+
+
+def _runs_argument(value: str) -> int:
+    runs = int(value)
+    if runs < 0:
+        raise argparse.ArgumentTypeError(f"{value} runs: use 0 or more")
+    return runs
+
+
+def parse_args(argv: list[str] | None, environ: dict[str, str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__)
+    parser.add_argument(
+        "--runs",
+        type=_runs_argument,
+        default=environ.get("BENCH_RUNS"),
+        help="runs of every figure but make test (default: per figure, 3-5)",
     )
-    OUT.mkdir(exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    (OUT / "results.md").write_text(markdown(results))
+    parser.add_argument(
+        "--make-test-runs",
+        type=_runs_argument,
+        default=environ.get("BENCH_MAKE_TEST_RUNS", RUNS["make_test"]),
+        help="runs of `make test` (default 1; 0 skips it)",
+    )
+    parser.add_argument("--out", type=Path, default=OUT, help="folder of results.json/.md")
+    args = parser.parse_args(argv)
+    for name in ("runs", "make_test_runs"):
+        if isinstance(getattr(args, name), str):  # from the environment
+            setattr(args, name, _runs_argument(getattr(args, name)))
+    if args.runs == 0:
+        parser.error("--runs must be at least 1: every figure but make test needs a run")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv, dict(os.environ))
+    runs = {group: args.runs or default for group, default in RUNS.items()}
+    runs["make_test"] = args.make_test_runs
+    results: dict = {"cores": os.cpu_count()}
+    results.update(cli_figures(runs["cli"]))
+    results.update(execution_figures(runs["execution"]))
+    results["etl_rows_per_s"] = etl_figures(runs["etl"])
+    results["make_test_s"] = make_test_figure(runs["make_test"])
+    results["runs"] = {
+        **dict.fromkeys(("cli_help_s", "render_s", "validate_s"), runs["cli"]),
+        **dict.fromkeys(("execution_s", "overhead_s"), runs["execution"]),
+        "etl_rows_per_s": runs["etl"],
+        "make_test_s": runs["make_test"],
+    }
+    write_results(results, args.out)
     print(markdown(results))
     return 0
 
