@@ -17,6 +17,7 @@ once, so init:
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -305,27 +306,36 @@ def respell(found: str, new: str, old_words: int) -> str:
     return separator.join(words)
 
 
+def git_checkout(root: Path) -> bool:
+    """Whether `root` is the top of a git checkout."""
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True
+        )
+    except OSError:  # no git at all
+        return False
+    return top.returncode == 0 and Path(top.stdout.strip()).resolve() == root.resolve()
+
+
 def project_files(root: Path) -> Iterator[Path]:
     """The repository's files: git's view (tracked plus untracked-not-ignored) in a
     checkout, else every file outside SKIP_DIRS."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root,
-        capture_output=True,
-    )
-    inside = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True
-    )
-    if listed.returncode == 0 and Path(inside.stdout.strip()).resolve() == root.resolve():
+    if git_checkout(root):
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
         names = sorted({n for n in listed.stdout.decode().split("\0") if n})
         yield from (root / n for n in names if (root / n).is_file() and not (root / n).is_symlink())
         return
-    for path in sorted(root.rglob("*")):
-        parts = path.relative_to(root).parts
-        if any(p in SKIP_DIRS or p.endswith(".egg-info") for p in parts):
-            continue
-        if path.is_file() and not path.is_symlink():
-            yield path
+    for folder, dirs, files in os.walk(root):  # pruned: never into .venv or node_modules
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        for name in sorted(files):
+            path = Path(folder) / name
+            if not path.is_symlink():
+                yield path
 
 
 def read_text(path: Path) -> str | None:
@@ -388,10 +398,12 @@ def reset_history(root: Path, report: Report) -> None:
     tool = shutil.which("detect-secrets") or shutil.which(
         "detect-secrets", path=str(Path(sys.executable).parent)
     )
-    if not tool:
+    # detect-secrets scans the files git tracks; outside a checkout it would empty the baseline.
+    if not tool or not git_checkout(root):
+        why = "detect-secrets was not found" if not tool else "this folder is no git checkout"
         report.todo.append(
-            "refresh the secrets baseline: `detect-secrets scan --baseline .secrets.baseline` "
-            "(detect-secrets was not found; `make install` provides it)"
+            f"refresh the secrets baseline ({why}): `git init && git add -A` if needed, then "
+            "`detect-secrets scan --baseline .secrets.baseline`"
         )
         return
     done = subprocess.run(
@@ -417,8 +429,8 @@ def initialise(root: Path, config_dir: Path, answers: Answers) -> Report:
         rename_everywhere(root, old, answers.name, report)
     regenerate(root, config_dir, report)
     reset_history(root, report)
-    sample = _sample_label(root)
-    if sample and sample != answers.label_column:
+    header = _sample_header(root)
+    if header and answers.label_column not in header:
         report.todo.append(
             f"data/sample/ has no column {answers.label_column!r} yet: replace the sample data "
             "before `make demo` and the end-to-end tests"
@@ -426,12 +438,10 @@ def initialise(root: Path, config_dir: Path, answers: Answers) -> Report:
     return report
 
 
-def _sample_label(root: Path) -> str | None:
-    """The last column of the first sample drop (where the generator puts the label)."""
+def _sample_header(root: Path) -> list[str]:
+    """The columns of the first sample drop, or [] when there is none."""
     first = sorted((root / "data" / "sample").glob("*/data.csv"))
-    if not first:
-        return None
-    return first[0].read_text().split("\n", 1)[0].split(",")[-1]
+    return first[0].read_text().split("\n", 1)[0].split(",") if first else []
 
 
 def next_steps(answers: Answers, report: Report) -> list[str]:

@@ -140,6 +140,8 @@ def test_init_sets_the_answers_respells_the_old_name_and_renders(project, capsys
     snake = old.replace("-", "_")
     (project / "notes").mkdir()
     (project / "notes" / f"{snake}_plan.txt").write_text(f"{old}-dev-data\n{snake.upper()}\n")
+    shutil.copy(REPO / ".secrets.baseline", project / ".secrets.baseline")
+    baseline = (project / ".secrets.baseline").read_bytes()
     assert (
         main(
             [
@@ -178,6 +180,9 @@ def test_init_sets_the_answers_respells_the_old_name_and_renders(project, capsys
     assert readme.startswith(f"# {new}") and old not in readme
     assert "```mermaid\nflowchart TD" in readme
     assert "`mlops bootstrap --env dev`" in out and "AWS_DEPLOY_ROLE_ARN" in out
+    # Outside a git checkout detect-secrets would scan nothing: the baseline is left for later.
+    assert (project / ".secrets.baseline").read_bytes() == baseline
+    assert "refresh the secrets baseline (this folder is no git checkout)" in out
 
 
 def test_prompts_ask_for_what_was_not_given_and_again_after_a_bad_answer(
@@ -205,6 +210,15 @@ def test_prompts_ask_for_what_was_not_given_and_again_after_a_bad_answer(
     assert settings.project.github_repo is None
     assert settings.data.label_column == base["data"]["label_column"]
     assert settings.gate.metric == "f1_macro"
+
+
+def test_a_label_the_sample_data_lacks_is_set_and_named_as_a_next_step(project, capsys):
+    shutil.copytree(REPO / "data" / "sample", project / "data" / "sample")
+    assert main(["init", "--name", "weather-watch", "--label-column", "storm", "--yes"]) == 0
+    assert load_config("dev", project / "config", environ={}).settings.data.label_column == "storm"
+    assert "data/sample/ has no column 'storm' yet: replace the sample data" in (
+        capsys.readouterr().out
+    )
 
 
 def test_input_that_ends_before_an_answer_is_a_user_error(project, monkeypatch, capsys):
