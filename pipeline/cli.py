@@ -377,9 +377,10 @@ def _cmd_init(args: argparse.Namespace) -> int:
     base = init.current(config_dir)
     given = {k: getattr(args, k) for k in init.QUESTIONS}
     root = config_dir.resolve().parent
-    answers = init.ask(given, base, init.environments(config_dir), root, args.yes)
+    envs = init.environments(config_dir)
+    answers = init.ask(given, base, envs, root, args.yes)
     report = init.initialise(root, config_dir, answers)
-    print(init.render_report(answers, report))
+    print(init.render_report(answers, report, envs))
     return 0
 
 

@@ -444,23 +444,24 @@ def _sample_header(root: Path) -> list[str]:
     return first[0].read_text().split("\n", 1)[0].split(",") if first else []
 
 
-def next_steps(answers: Answers, report: Report) -> list[str]:
+def next_steps(answers: Answers, report: Report, envs: list[str]) -> list[str]:
     repo = answers.github_repo or "OWNER/REPO"
     repo_flag = "" if answers.github_repo else " --github-repo OWNER/REPO"
+    first = envs[0] if envs else "dev"
     return [
         *report.todo,
         "review and commit: `git add -A && git commit -m 'Start the project from the template'`",
         f"replace the template's model and data first: `git grep -n '{FORK_TAG}'` lists the "
         "training code, the data schema and the sample data generator",
         "`make test`: the fork's own tests, on the local cloud",
-        f"once per environment, as an AWS administrator: `mlops bootstrap --env dev{repo_flag}` "
-        "(the data bucket and the GitHub OIDC deploy role)",
-        f"in {repo} on GitHub (Settings > Secrets and variables > Actions > Variables): set "
-        "AWS_DEPLOY_ROLE_ARN to the DeployRoleArn that bootstrap printed, per environment",
+        f"bootstrap the GitHub OIDC deploy role and the data bucket, as an AWS administrator, "
+        f"once per environment ({', '.join(envs)}): `mlops bootstrap --env {first}{repo_flag}`",
+        f"in {repo} on GitHub (Settings > Environments): create each environment and set its "
+        "variable AWS_DEPLOY_ROLE_ARN to the DeployRoleArn its bootstrap printed",
     ]
 
 
-def render_report(answers: Answers, report: Report) -> str:
+def render_report(answers: Answers, report: Report, envs: list[str]) -> str:
     out = [f"project {answers.name} in {answers.region}"]
     for warning in report.warnings:
         out.append(f"warning: {warning}")
@@ -473,5 +474,5 @@ def render_report(answers: Answers, report: Report) -> str:
         f"removed {p} (the template's figures; `make bench` measures yours)" for p in report.removed
     ]
     out.append("next steps:")
-    out += [f"  {i}. {step}" for i, step in enumerate(next_steps(answers, report), 1)]
+    out += [f"  {i}. {step}" for i, step in enumerate(next_steps(answers, report, envs), 1)]
     return "\n".join(out)
