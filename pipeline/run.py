@@ -247,14 +247,7 @@ def follow(
             status = sfn.describe_execution(executionArn=arn)["status"]
             events = history(sfn, arn)
         except Exception as exc:  # the endpoint went away mid-run
-            from botocore.exceptions import BotoCoreError, ClientError
-
-            if isinstance(exc, BotoCoreError | ClientError):
-                raise RunError(
-                    f"lost contact with Step Functions while following {arn}: {exc}. "
-                    "Fix: check the endpoint (is the local cloud up? `mlops local status`)"
-                ) from None
-            raise
+            raise _lost_contact(sfn, arn, exc) from None
         for event in events[seen:]:
             when = event["timestamp"].timestamp()
             if "stateEnteredEventDetails" in event:
@@ -268,10 +261,38 @@ def follow(
                     on_state("exited", name, when - entered_at.get(name, when))
         seen = len(events)
         if status in TERMINAL:
-            return summarize(cfg, arn, sfn)
+            try:
+                return summarize(cfg, arn, sfn)
+            except Exception as exc:
+                raise _lost_contact(sfn, arn, exc) from None
         if time.monotonic() > deadline:
             raise RunError(f"{arn} still running after {timeout:.0f}s")
         time.sleep(POLL_SECONDS)
+
+
+def _lost_contact(sfn, arn: str, exc: Exception) -> Exception:
+    """A one-line RunError for an endpoint that stopped answering or forgot the execution
+    (a local cloud keeps nothing across a restart); `exc` itself when it is something else."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    endpoint = sfn.meta.endpoint_url
+    if isinstance(exc, ClientError) and exc.response["Error"]["Code"] in (
+        "ExecutionDoesNotExist",
+        "StateMachineDoesNotExist",
+    ):
+        return RunError(
+            f"Step Functions at {endpoint} no longer knows execution {arn}: it was restarted "
+            "and lost its state (a local cloud keeps none across restarts) or the execution "
+            "was deleted. Fix: `mlops deploy`, then start the run again"
+        )
+    if isinstance(exc, BotoCoreError | ClientError):
+        detail = " ".join(str(exc).split())
+        return RunError(
+            f"lost contact with Step Functions at {endpoint} while following {arn}: {detail}. "
+            "Fix: check the endpoint (is the local cloud up? `mlops local status`), then follow "
+            "the run again with the same `mlops run` command"
+        )
+    return exc
 
 
 def _data_at(events: list[dict[str, Any]], states: set[str]) -> tuple[str | None, dict[str, Any]]:
