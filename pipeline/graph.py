@@ -48,18 +48,22 @@ def flowchart(definition: dict[str, Any], highlight: set[str] | None = None) -> 
         if _failure_marker(name, state):
             continue
         src = _node_id(name)
-        if "Next" in state:
-            lines.append(f"    {src} --> {_node_id(state['Next'])}")
-        for choice in state.get("Choices", []):
-            condition = _condition(choice)
-            lines.append(f'    {src} -- "{condition}" --> {_node_id(choice["Next"])}')
-        if "Default" in state:
-            lines.append(f"    {src} -- otherwise --> {_node_id(state['Default'])}")
-        for catch in state.get("Catch", []):
-            target = catch["Next"]
+
+        def to(target: str) -> str:
+            # A failure marker is not drawn: point at where it leads.
             if _failure_marker(target, states.get(target, {})):
                 target = states[target].get("Next", target)
-            lines.append(f"    {src} -. error .-> {_node_id(target)}")
+            return _node_id(target)
+
+        if "Next" in state:
+            lines.append(f"    {src} --> {to(state['Next'])}")
+        for choice in state.get("Choices", []):
+            condition = _condition(choice)
+            lines.append(f'    {src} -- "{condition}" --> {to(choice["Next"])}')
+        if "Default" in state:
+            lines.append(f"    {src} -- otherwise --> {to(state['Default'])}")
+        for catch in state.get("Catch", []):
+            lines.append(f"    {src} -. error .-> {to(catch['Next'])}")
     for name in sorted(highlight or ()):
         if name in states and not _failure_marker(name, states[name]):
             lines.append(f"    style {_node_id(name)} stroke-width:3px,stroke:#2a7")
@@ -80,7 +84,8 @@ def _condition(choice: dict[str, Any]) -> str:
                 return f"{rules[0]['Variable']} in {values}".replace('"', "'")
             return f" {op.lower()} ".join(_condition(r) for r in rules)
     if "Not" in choice:
-        return f"not {_condition(choice['Not'])}"
+        inner = _condition(choice["Not"])
+        return f"not ({inner})" if {"And", "Or"} & set(choice["Not"]) else f"not {inner}"
     variable = choice.get("Variable", "")
     for key, value in choice.items():
         if key not in ("Variable", "Next"):

@@ -7,9 +7,12 @@ reachable, non-terminal states continue), error handling (every Task has Retry a
 Catch), resources (every Lambda placeholder names a handler in src/lambdas/, every
 placeholder is one the deploy fills), data flow (every JSONPath a Choice reads is
 written by a state on every path before it), the gate (the promote branch is
-reachable only through the gate's comparison) and the endpoint wait (no path from
-Create/UpdateEndpoint ends in success without a Choice seeing EndpointStatus InService:
-both calls return before the endpoint serves, or fails to serve, the new model).
+reachable only through the gate's comparison), the endpoint wait (no path from
+Create/UpdateEndpoint ends in success without a Choice seeing EndpointStatus InService, or
+seeing the PRODUCTION pointer name another run's model: both calls return before the endpoint
+serves, or fails to serve, the new model) and concurrent promotions (every endpoint call follows
+a Choice confirming the pointer still names this run's model, and none is retried in place, so
+a superseded run's update cannot land after the winner's).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pipeline.workflow import GATE_VARIABLE, SUBSTITUTIONS
+from pipeline.workflow import GATE_VARIABLE, POINTER_MODEL, RUN_MODEL, SUBSTITUTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 LAMBDA_DIR = REPO / "src" / "lambdas"
@@ -37,6 +40,8 @@ PROMOTING_RESOURCES = (
 )
 TERMINAL_TYPES = {"Succeed", "Fail"}
 ENDPOINT_STATUS_FIELD = "EndpointStatus"
+# Errors an endpoint call must not retry in place: "Cannot update in-progress endpoint" is one.
+BLIND_RETRIES = ("States.ALL", "States.TaskFailed", "SageMaker.AmazonSageMakerException")
 
 
 class ValidationError(Exception):
@@ -218,7 +223,70 @@ def validate_definition(definition: dict[str, Any], path: Path, schema: bool = T
 
     _check_gate(states, start, finding)
     _check_endpoint_awaited(states, finding)
+    _check_pointer_rechecked(states, start, finding)
     return findings
+
+
+def _tests_owned(choice: dict[str, Any]) -> bool:
+    """Whether a Choice rule can only match when the pointer names this run's model."""
+    if choice.get("Variable") == POINTER_MODEL and choice.get("StringEqualsPath") == RUN_MODEL:
+        return True
+    return any(_tests_owned(sub) for sub in choice.get("And", []))
+
+
+def _tests_superseded(choice: dict[str, Any]) -> bool:
+    """Whether a Choice rule matches exactly when the pointer does not name this run's model."""
+    return "Not" in choice and _tests_owned(choice["Not"])
+
+
+def _choice_edges(states: dict[str, Any], test) -> set[tuple[str, str]]:
+    return {
+        (name, f"Choices[{i}]")
+        for name, state in states.items()
+        if state.get("Type") == "Choice"
+        for i, choice in enumerate(state.get("Choices", []))
+        if test(choice)
+    }
+
+
+def _check_pointer_rechecked(states: dict[str, Any], start: str, finding) -> None:
+    # Edges taken only while the pointer names this run: an owning rule, or the Default (and
+    # later rules) of a Choice that first sent every superseded run elsewhere.
+    owned = _choice_edges(states, _tests_owned)
+    for name, state in states.items():
+        rules = state.get("Choices", []) if state.get("Type") == "Choice" else []
+        first = next((i for i, c in enumerate(rules) if _tests_superseded(c)), None)
+        if first is not None:
+            owned |= {(name, f"Choices[{i}]") for i in range(first + 1, len(rules))}
+            owned.add((name, "Default"))
+    # The pointer can change whenever time passes: from the start, after any Wait, and after an
+    # endpoint call (refused, it may lead to another), a call needs a fresh check first.
+    unchecked = _reachable(states, start, skip=owned)
+    for name, state in states.items():
+        if state.get("Type") == "Wait" or state.get("Resource") in PROMOTING_RESOURCES:
+            for label, target in _edges(state):
+                if (name, label) not in owned:
+                    unchecked |= _reachable(states, target, skip=owned)
+    for name, state in states.items():
+        if state.get("Resource") not in PROMOTING_RESOURCES:
+            continue
+        if name in unchecked:
+            finding(
+                name,
+                f"can be reached without a Choice seeing the PRODUCTION pointer ({POINTER_MODEL}) "
+                f"still name this run's model ({RUN_MODEL}): a superseded run's endpoint call "
+                "could land after the winner's",
+            )
+        blind = sorted(
+            {e for r in state.get("Retry", []) for e in r.get("ErrorEquals", [])}
+            & set(BLIND_RETRIES)
+        )
+        if blind:
+            finding(
+                name,
+                f"retries {blind[0]} in place; a refused endpoint call (another update in "
+                "progress) must go back through the pointer check instead",
+            )
 
 
 def _tests_in_service(choice: dict[str, Any]) -> bool:
@@ -229,13 +297,9 @@ def _tests_in_service(choice: dict[str, Any]) -> bool:
 
 
 def _check_endpoint_awaited(states: dict[str, Any], finding) -> None:
-    confirmed = {
-        (name, f"Choices[{i}]")
-        for name, state in states.items()
-        if state.get("Type") == "Choice"
-        for i, choice in enumerate(state.get("Choices", []))
-        if _tests_in_service(choice)
-    }
+    # A superseded run may end in success without the endpoint serving its model: the run the
+    # pointer names awaits the endpoint instead.
+    confirmed = _choice_edges(states, _tests_in_service) | _choice_edges(states, _tests_superseded)
     # Catch edges lead to the failure path, which may end anywhere but in a success.
     catches = {
         (name, f"Catch[{i}]")
@@ -251,7 +315,8 @@ def _check_endpoint_awaited(states: dict[str, Any], finding) -> None:
             finding(
                 name,
                 f"reaches {unawaited[0]!r} without a Choice seeing {ENDPOINT_STATUS_FIELD} "
-                "InService (the call returns before the endpoint serves the model)",
+                "InService or the pointer naming another run (the call returns before the "
+                "endpoint serves the model)",
             )
 
 

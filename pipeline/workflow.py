@@ -3,9 +3,12 @@
     Manifest -> ETL (Glue .sync) -> Train (SageMaker .sync) -> GetProduction (DynamoDB)
     -> Evaluate -> Register -> Gate
        Gate: promote -> ClaimProduction -> CreateModel -> CreateEndpointConfig
-                        -> Create/UpdateEndpoint -> WaitForEndpoint -> DescribeEndpoint
+                        -> CheckProduction (still ours?) -> FindEndpoint -> Create/UpdateEndpoint
+                        -> WaitForEndpoint -> DescribeEndpoint -> ConfirmProduction
                         -> EndpointServes? -> NotifyPromoted -> Promoted (Succeed)
              reject  -> NotifyRejected -> Rejected (Succeed)
+    A run whose claim another (better) run took meanwhile ends through Superseded ->
+    NotifyRejected; an endpoint busy with another run's update is waited out and tried again.
     Any failing Task -> "<State> failed" (Pass, records the state) -> NotifyFailure -> Failed (Fail);
     a failure after the production pointer moved first (including an endpoint that never serves
     the new model) reverts the pointer.
@@ -77,6 +80,25 @@ DYNAMODB_TRANSIENT = [
     "DynamoDB.InternalServerErrorException",
     "DynamoDB.ThrottlingException",
 ]
+# The PRODUCTION pointer as CheckProduction / ConfirmProduction read it (DynamoDB JSON). A model
+# name is unique per registered version, so "the pointer names this run's model" is one compare.
+POINTER_PATH = "$.pointer"
+POINTER_MODEL = "$.pointer.Item.model_name.S"
+RUN_MODEL = "$.registry.model_name"
+# FindEndpoint and Create/UpdateEndpoint are never retried in place: a retry some seconds later
+# could land a superseded run's update after the winner's. What SageMaker refuses because the
+# endpoint is changing, or throttles, goes round EndpointBusy and CheckProduction instead; Step
+# Functions reports all of it as one error name, so the Cause tells them apart.
+ENDPOINT_CALL_RETRY = ["ThrottlingException"]
+THROTTLED = ("*ThrottlingException*", "*Rate exceeded*")
+ENDPOINT_BUSY = {
+    "FindEndpoint": THROTTLED,
+    # Another run created it since FindEndpoint looked: look again (and update it).
+    "CreateEndpoint": ("*Cannot create already existing endpoint*", *THROTTLED),
+    # "Cannot update in-progress endpoint": another run's (or an operator's) update is under way.
+    "UpdateEndpoint": ("*in-progress*", *THROTTLED),
+}
+ENDPOINT_MISSING = "*Could not find endpoint*"
 
 
 def _sdk() -> SimpleNamespace:
@@ -124,13 +146,6 @@ def endpoint_wait_polls(cfg: ProjectConfig) -> int:
         polls += 1
         waited += polls * wait.poll_seconds
     return polls
-
-
-def _endpoint_selector(state: str, cfg: ProjectConfig) -> dict[str, Any]:
-    """Create/UpdateEndpoint's result: which call it was, and the wait loop's counters."""
-    step = cfg.settings.endpoint.wait.poll_seconds
-    # polls: DescribeEndpoint calls made once the next one is (the first is poll 1).
-    return {"arn.$": "$.EndpointArn", "action": state, "polls": 1, "wait_seconds": step}
 
 
 def training_hyperparameters(cfg: ProjectConfig) -> dict[str, Any]:
@@ -281,15 +296,32 @@ def _build(cfg: ProjectConfig) -> dict[str, Any]:
     )
     notify_failure.next(failed)
 
-    def guard(task: Any, retry_errors: list[str], on_failure: Any = notify_failure) -> Any:
-        """Retry transient errors; catch the rest into a marker naming the failed state."""
+    markers: dict[str, Any] = {}
+
+    def guard(
+        task: Any,
+        retry_errors: list[str],
+        on_failure: Any = notify_failure,
+        triage: tuple[tuple[tuple[str, ...], Any], ...] = (),
+    ) -> Any:
+        """Retry transient errors; catch the rest into a marker naming the failed state.
+
+        `triage`: (Cause patterns, next state) pairs a caught error is matched against first, for
+        refusals that are not failures (an endpoint busy with another run's update)."""
         task.add_retry(retry(retry_errors))
         marker = steps.Pass(
             f"{task.state_id} failed", result={"state": task.state_id}, result_path="$.failed_state"
         )
         marker.next(on_failure)
+        markers[task.state_id] = marker
+        caught = marker
+        if triage:
+            caught = steps.Choice(f"{task.state_id} refused", comment="Worth another try?")
+            for patterns, target in triage:
+                caught.add_choice(_cause_matches(steps, patterns), next_step=target)
+            caught.default_choice(marker)
         task.add_catch(
-            steps.Catch(error_equals=["States.ALL"], next_step=marker, result_path="$.error")
+            steps.Catch(error_equals=["States.ALL"], next_step=caught, result_path="$.error")
         )
         return task
 
@@ -460,30 +492,25 @@ def _build(cfg: ProjectConfig) -> dict[str, Any]:
     notify_promoted = guard(notify("NotifyPromoted", "promoted"), LAMBDA_TRANSIENT)
     notify_promoted.next(steps.Succeed("Promoted", comment="The candidate is in production"))
 
-    wait_for_endpoint = _endpoint_wait(cfg, steps, guard, revert, notify_promoted)
-    endpoint = {}
-    for update in (False, True):
-        step = guard(
-            steps.EndpointStep(
-                "UpdateEndpoint" if update else "CreateEndpoint",
-                endpoint_name=names["endpoint"],
-                endpoint_config_name="pinned-below",
-                update=update,
-                result_path="$.endpoint",
+    # Another execution claimed production after this one (its model beats this one): the
+    # endpoint is that run's to set, and this one ends as if its own claim had lost. The
+    # registry already says so: the winning claim retired this model.
+    superseded = steps.Pass(
+        "Superseded",
+        parameters={
+            "promoted": False,
+            "version.$": "$.registry.version",
+            "previous_version.$": "$.promotion.previous_version",
+            "reason.$": (
+                "States.Format('another model took production while v{} waited for the "
+                "endpoint', $.registry.version)"
             ),
-            SAGEMAKER_TRANSIENT,
-            revert,
-        )
-        step.update_parameters(_dynamic_names(step.parameters, model_name))
-        # Both calls return at once; the endpoint serves the model only minutes later, or never.
-        step.next(wait_for_endpoint)
-        endpoint[update] = step
-
-    has_endpoint = steps.Choice("EndpointExists", comment="A model was in production before")
-    has_endpoint.add_choice(
-        steps.ChoiceRule.IsNull("$.promotion.previous_version", False), next_step=endpoint[True]
+        },
+        result_path="$.promotion",
     )
-    has_endpoint.default_choice(endpoint[False])
+    superseded.next(notify_rejected)
+    wait_for_endpoint = _endpoint_wait(cfg, steps, guard, revert, notify_promoted, superseded)
+    start_calls = _endpoint_calls(cfg, steps, guard, markers, revert, wait_for_endpoint, superseded)
 
     claimed = steps.Choice("ProductionClaimed", comment="A better model may have won meanwhile")
     claimed.add_choice(
@@ -497,29 +524,168 @@ def _build(cfg: ProjectConfig) -> dict[str, Any]:
 
     claim.next(claimed)
     create_model.next(create_config)
-    create_config.next(has_endpoint)
+    create_config.next(start_calls)
     chain = steps.Chain([manifest, etl, train, get_production, evaluate, register, gate])
     definition = steps.Graph(chain).to_dict()
     for state, selector in RESULT_SELECTORS.items():
         definition["States"][state]["ResultSelector"] = selector
     for state in ("CreateEndpoint", "UpdateEndpoint"):
-        definition["States"][state]["ResultSelector"] = _endpoint_selector(state, cfg)
+        definition["States"][state]["ResultSelector"] = {"arn.$": "$.EndpointArn", "action": state}
     return definition
 
 
-def _endpoint_wait(cfg: ProjectConfig, steps: Any, guard: Any, revert: Any, done: Any) -> Any:
+def _cause_matches(steps: Any, patterns: tuple[str, ...]) -> Any:
+    """A Choice rule: the caught error's Cause matches one of `patterns` (StringMatches)."""
+    rules = [steps.ChoiceRule.StringMatches("$.error.Cause", p) for p in patterns]
+    return rules[0] if len(rules) == 1 else steps.ChoiceRule.Or(rules)
+
+
+def _owned(steps: Any) -> Any:
+    """A Choice rule: the pointer as last read names this run's model (it may be absent)."""
+    rule = steps.ChoiceRule
+    return rule.And(
+        [rule.IsPresent(POINTER_MODEL, True), rule.StringEqualsPath(POINTER_MODEL, RUN_MODEL)]
+    )
+
+
+def _read_pointer(cfg: ProjectConfig, steps: Any, state: str) -> Any:
+    return steps.DynamoDBGetItemStep(
+        state,
+        parameters={
+            "TableName": cfg.names["table"],
+            "Key": {"pk": {"S": "PRODUCTION"}},
+            "ConsistentRead": True,  # a claim made a moment ago must be seen
+        },
+        result_path=POINTER_PATH,
+    )
+
+
+def _next_wait(state: str, cfg: ProjectConfig, steps: Any) -> Any:
+    """A Pass counting one more wait, each endpoint.wait.poll_seconds longer than the last."""
+    step = cfg.settings.endpoint.wait.poll_seconds
+    return steps.Pass(
+        state,
+        parameters={
+            "polls.$": "States.MathAdd($.endpoint.polls, 1)",
+            "wait_seconds.$": f"States.MathAdd($.endpoint.wait_seconds, {step})",
+        },
+        result_path="$.endpoint",
+    )
+
+
+def _endpoint_calls(
+    cfg: ProjectConfig,
+    steps: Any,
+    guard: Any,
+    markers: dict[str, Any],
+    revert: Any,
+    called: Any,
+    superseded: Any,
+) -> Any:
+    """From CreateEndpointConfig to Create/UpdateEndpoint; returns the first state.
+
+    Several runs may promote at once, each claiming production in turn, and SageMaker refuses an
+    update while another is in progress. So before each call the pointer is read again
+    (CheckProduction): a run no longer named there ends Superseded and leaves the endpoint to the
+    run that is. FindEndpoint asks SageMaker, not the registry, whether the endpoint exists (a run
+    superseded before its CreateEndpoint leaves none behind). A call refused because the endpoint
+    is changing, or throttled, waits and goes round again, on the endpoint.wait schedule and
+    budget that the wait after the call continues; out of budget, the registry is reverted.
+    """
+    wait = cfg.settings.endpoint.wait
+    name = cfg.names["endpoint"]
+    rule = steps.ChoiceRule
+    # $.endpoint: the waits so far (polls) and the length of the last one, for every loop here.
+    start = steps.Pass(
+        "StartEndpointWait", result={"polls": 0, "wait_seconds": 0}, result_path="$.endpoint"
+    )
+    check = guard(_read_pointer(cfg, steps, "CheckProduction"), DYNAMODB_TRANSIENT, revert)
+    busy = steps.Choice("EndpointBusy", comment="endpoint.wait.timeout_seconds")
+    calls = {}
+    for update in (False, True):
+        state = "UpdateEndpoint" if update else "CreateEndpoint"
+        step = guard(
+            steps.EndpointStep(
+                state,
+                endpoint_name=name,
+                endpoint_config_name="pinned-below",
+                update=update,
+                result_path="$.endpoint_call",
+            ),
+            ENDPOINT_CALL_RETRY,
+            revert,
+            triage=((ENDPOINT_BUSY[state], busy),),
+        )
+        step.update_parameters(_dynamic_names(step.parameters, RUN_MODEL))
+        # Both calls return at once; the endpoint serves the model only minutes later, or never.
+        step.next(called)
+        calls[state] = step
+    find = guard(
+        steps.Task(
+            "FindEndpoint",
+            resource=DESCRIBE_ENDPOINT,
+            parameters={"EndpointName": name},
+            result_path="$.endpoint_status",
+        ),
+        ENDPOINT_CALL_RETRY,
+        revert,
+        triage=(
+            ((ENDPOINT_MISSING,), calls["CreateEndpoint"]),
+            (ENDPOINT_BUSY["FindEndpoint"], busy),
+        ),
+    )
+    # Whatever its status: UpdateEndpoint itself refuses a busy endpoint (tried again) and a
+    # failed one (a failure: reverted).
+    find.next(calls["UpdateEndpoint"])
+    still = steps.Choice("StillProduction", comment="Did another run claim production since?")
+    still.add_choice(rule.Not(_owned(steps)), next_step=superseded)
+    still.default_choice(find)
+    check.next(still)
+
+    retry_call = _next_wait("RetryEndpointCall", cfg, steps)
+    wait_to_retry = steps.Wait("WaitToRetry", seconds_path="$.endpoint.wait_seconds")
+    retry_call.next(wait_to_retry)
+    wait_to_retry.next(check)
+    timed_out = steps.Pass(
+        "EndpointBusyTimedOut",
+        parameters={
+            "Error": "EndpointBusyTimedOut",
+            "Cause.$": (
+                f"States.Format('endpoint {name} was still busy with another update after {{}} "
+                f"waits (endpoint.wait.timeout_seconds: {wait.timeout_seconds}); the registry is "
+                "reverted: {}', $.endpoint.polls, $.error.Cause)"
+            ),
+        },
+        result_path="$.error",
+    )
+    timed_out.next(markers["UpdateEndpoint"])
+    busy.add_choice(
+        rule.NumericLessThan("$.endpoint.polls", endpoint_wait_polls(cfg)), next_step=retry_call
+    )
+    busy.default_choice(timed_out)
+    start.next(check)
+    return start
+
+
+def _endpoint_wait(
+    cfg: ProjectConfig, steps: Any, guard: Any, revert: Any, done: Any, superseded: Any
+) -> Any:
     """The loop after Create/UpdateEndpoint; returns its first state.
 
     Promotion is announced only once DescribeEndpoint shows the endpoint InService with this
-    run's config. SageMaker rolls a failed update back (InService, the old config, FailureReason
-    set) and marks a failed creation Failed; both, any other status, and a wait past
-    endpoint.wait.timeout_seconds revert the registry, so it names what the endpoint serves.
+    run's config and the pointer, read again, still names this run. SageMaker rolls a failed
+    update back (InService, the old config, FailureReason set) and marks a failed creation Failed;
+    both, any other status, and a wait past endpoint.wait.timeout_seconds revert the registry, so
+    it names what the endpoint serves. A run whose claim another run took meanwhile (the endpoint
+    serving that run's config, or about to) ends Superseded instead: not a failure.
     """
     wait = cfg.settings.endpoint.wait
     max_polls = endpoint_wait_polls(cfg)
     status, serving = "$.endpoint_status.EndpointStatus", "$.endpoint_status.EndpointConfigName"
 
+    poll_again = _next_wait("PollEndpointAgain", cfg, steps)
     waiting = steps.Wait("WaitForEndpoint", seconds_path="$.endpoint.wait_seconds")
+    poll_again.next(waiting)
     describe = guard(
         steps.Task(
             "DescribeEndpoint",
@@ -533,7 +699,7 @@ def _endpoint_wait(cfg: ProjectConfig, steps: Any, guard: Any, revert: Any, done
     # The failure is the endpoint call's: its name goes into the notification and the revert.
     failed = steps.Pass(
         "EndpointFailed",
-        parameters={"state.$": "$.endpoint.action"},
+        parameters={"state.$": "$.endpoint_call.action"},
         result_path="$.failed_state",
     )
     failed.next(revert)
@@ -562,40 +728,42 @@ def _endpoint_wait(cfg: ProjectConfig, steps: Any, guard: Any, revert: Any, done
         result_path="$.error",
     )
     timed_out.next(failed)
-    poll_again = steps.Pass(
-        "PollEndpointAgain",
-        parameters={
-            "arn.$": "$.endpoint.arn",
-            "action.$": "$.endpoint.action",
-            "polls.$": "States.MathAdd($.endpoint.polls, 1)",
-            "wait_seconds.$": f"States.MathAdd($.endpoint.wait_seconds, {wait.poll_seconds})",
-        },
-        result_path="$.endpoint",
-    )
-    poll_again.next(waiting)
 
     rule = steps.ChoiceRule
-    serves = steps.Choice("EndpointServes", comment="InService with this run's config")
-    serves.add_choice(
-        rule.And(
-            [
-                rule.StringEquals(status, "InService"),
-                rule.StringEqualsPath(serving, "$.registry.model_name"),
-            ]
-        ),
-        next_step=done,
-    )
     # Still changing: poll again while the timeout allows.
     time_left = steps.Choice("EndpointWaitLeft", comment="endpoint.wait.timeout_seconds")
     time_left.add_choice(rule.NumericLessThan("$.endpoint.polls", max_polls), next_step=poll_again)
     time_left.default_choice(timed_out)
-    serves.add_choice(
+    changing = steps.Choice("EndpointChanging", comment="Creating, Updating...")
+    changing.add_choice(
         rule.Or([rule.StringEquals(status, s) for s in ENDPOINT_IN_PROGRESS]), next_step=time_left
     )
+    serves = steps.Choice("EndpointServes", comment="InService with this run's config")
+    serves.add_choice(rule.Not(_owned(steps)), next_step=superseded)
+    serves.add_choice(
+        rule.And(
+            [rule.StringEquals(status, "InService"), rule.StringEqualsPath(serving, RUN_MODEL)]
+        ),
+        next_step=done,
+    )
+    # Any other status (Failed, OutOfService, the old config after a rollback) is a failure.
     serves.default_choice(not_serving)
+    confirm = _read_pointer(cfg, steps, "ConfirmProduction")
+    confirm.add_retry(
+        steps.Retry(
+            error_equals=DYNAMODB_TRANSIENT, interval_seconds=1, max_attempts=3, backoff_rate=2.0
+        )
+    )
+    # Unreadable now: decide on the pointer CheckProduction read before the call. Reverting a
+    # model the endpoint may already serve would split registry and endpoint.
+    confirm.add_catch(
+        steps.Catch(error_equals=["States.ALL"], next_step=serves, result_path="$.confirm_error")
+    )
+    confirm.next(serves)
+    changing.default_choice(confirm)
     waiting.next(describe)
-    describe.next(serves)
-    return waiting
+    describe.next(changing)
+    return poll_again
 
 
 def _dynamic_names(params: dict[str, Any], model_name_path: str) -> dict[str, Any]:

@@ -7,6 +7,9 @@ produced, with an evaluation of chosen accuracy, against the local cloud's Dynam
 SageMaker and SNS. Failures are provoked the way they happen on AWS (a name already taken, a
 missing object, a broken setting, a deleted endpoint); each must be notified naming the failed
 state and leave production (the registry's PRODUCTION item and the endpoint's config) as it was.
+Races between promotions are staged the same way: a run resumed at a later state of the same
+definition, on the state it really reached, after another run took production meanwhile; and an
+endpoint held busy by an update whose model loads only when the test lets it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -187,14 +191,30 @@ def _gate_run(
     evaluation_uri: str | None = None,
     artifact: str | None = None,
 ) -> run.RunSummary:
+    arn = _start_gate_run(
+        cfg, gate_machine, first_run, real_evaluation, case, value, evaluation_uri, artifact
+    )
+    return run.follow(cfg, arn, timeout=120)
+
+
+def _start_gate_run(
+    cfg,
+    gate_machine: str,
+    first_run,
+    real_evaluation,
+    case: str,
+    value: float | None = None,
+    evaluation_uri: str | None = None,
+    artifact: str | None = None,
+) -> str:
+    """Start a gate run without following it; returns the execution ARN."""
     uri = evaluation_uri or _upload_evaluation(cfg, real_evaluation, value, case)
     state = _state(first_run, uri)
     if artifact:
         state["training"]["model_artifact"] = artifact
-    arn = boto3.client("stepfunctions").start_execution(
+    return boto3.client("stepfunctions").start_execution(
         stateMachineArn=gate_machine, name=f"gate-{case}", input=json.dumps(state)
     )["executionArn"]
-    return run.follow(cfg, arn, timeout=120)
 
 
 def _next_model_name(cfg) -> str:
@@ -328,35 +348,48 @@ def _broken_gate_rule(cfg) -> Iterator[None]:
         yield
 
 
-def _endpoint_deleted(cfg) -> Iterator[None]:
-    """The endpoint was deleted by hand; the registry still names a production model.
-
-    Afterwards it is created again with the config it served, as an operator would.
-    """
+def _unservable_model(cfg, name: str) -> str:
+    """A model and endpoint config named `name` that no endpoint can serve (no
+    SAGEMAKER_PROGRAM, so the container has no model_fn to load); returns the config name."""
     sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/someone-else",
+        PrimaryContainer={"Image": "someone-else", "ModelDataUrl": "s3://elsewhere/model.tar.gz"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InstanceType": cfg.settings.endpoint.instance_type,
+            }
+        ],
+    )
+    return name
+
+
+def _replace_endpoint(cfg, config_name: str) -> None:
+    """Delete the endpoint and create it again with `config_name`, as an operator would."""
+    sagemaker = boto3.client("sagemaker")
+    if _endpoint(cfg) is not None:
+        sagemaker.delete_endpoint(EndpointName=cfg.names["endpoint"])
+    sagemaker.create_endpoint(EndpointName=cfg.names["endpoint"], EndpointConfigName=config_name)
+
+
+def _endpoint_failed(cfg) -> Iterator[None]:
+    """The endpoint is Failed (a creation by hand with a model it could not serve), which
+    UpdateEndpoint refuses; afterwards it serves the production model again."""
     serving = _endpoint(cfg)["EndpointConfigName"]
-    sagemaker.delete_endpoint(EndpointName=cfg.names["endpoint"])
+    _replace_endpoint(cfg, _unservable_model(cfg, f"{cfg.names['model_prefix']}-broken"))
+    assert _endpoint(cfg)["EndpointStatus"] == "Failed"
     try:
         yield
     finally:
-        if _endpoint(cfg) is None:
-            sagemaker.create_endpoint(
-                EndpointName=cfg.names["endpoint"], EndpointConfigName=serving
-            )
+        _replace_endpoint(cfg, serving)
         assert _endpoint(cfg)["EndpointStatus"] == "InService"
-
-
-def _registry_emptied(cfg) -> Iterator[None]:
-    """PRODUCTION deleted "to start afresh" (what the Lambdas' error messages advise) while the
-    endpoint keeps serving: the next promotion takes the first-model path, CreateEndpoint."""
-    ddb = boto3.client("dynamodb")
-    key = {"pk": {"S": "PRODUCTION"}}
-    saved = ddb.get_item(TableName=cfg.names["table"], Key=key, ConsistentRead=True)["Item"]
-    ddb.delete_item(TableName=cfg.names["table"], Key=key)
-    try:
-        yield
-    finally:
-        ddb.put_item(TableName=cfg.names["table"], Item=saved)
 
 
 def _missing_evaluation(cfg) -> Iterator[None]:
@@ -377,9 +410,8 @@ FAILURES: dict[str, tuple[str, Callable[..., Iterator[None]], bool, str]] = {
         "CreateEndpointConfig", _squat_endpoint_config_name, True,
         "Cannot create already existing endpoint configuration",
     ),
-    "update-endpoint": ("UpdateEndpoint", _endpoint_deleted, True, "Could not find endpoint"),
-    "create-endpoint": (
-        "CreateEndpoint", _registry_emptied, True, 'Cannot create already existing endpoint "',
+    "update-endpoint": (
+        "UpdateEndpoint", _endpoint_failed, True, "Cannot update failed endpoint",
     ),
 }  # fmt: skip
 
@@ -492,3 +524,208 @@ def test_model_the_endpoint_cannot_serve_is_reverted_and_notified(
         f"[{cfg.settings.project.name}/{cfg.env}] retraining failed in UpdateEndpoint: "
         "EndpointNotServing"
     ], subjects
+
+
+# --- the endpoint as SageMaker has it, not as the registry implies --------------------------
+
+
+def test_endpoint_deleted_by_hand_is_created_again_by_the_next_promotion(
+    cfg, gate_machine, first_run, real_evaluation, notifications
+):
+    before, _ = _production(cfg)
+    boto3.client("sagemaker").delete_endpoint(EndpointName=cfg.names["endpoint"])
+    assert _endpoint(cfg) is None
+    summary = _gate_run(cfg, gate_machine, first_run, real_evaluation, "recreate", _better(cfg))
+    assert summary.outcome == "promoted", run.text(summary)
+    # FindEndpoint found none, so this promotion created it although a model was in production.
+    assert "CreateEndpoint" in summary.path and "UpdateEndpoint" not in summary.path
+    pointer, serving = _production(cfg)
+    assert pointer["version"] == summary.model_version
+    assert pointer["previous_version"] == before["version"]
+    assert serving == pointer["model_name"]
+    assert _endpoint(cfg)["EndpointStatus"] == "InService"
+
+
+# --- concurrent promotions: a busy endpoint, a superseded run ---------------------------------
+
+HOLD_PROGRAM = '''\
+"""A model that loads only once the file HOLD_UNTIL exists (at most 50 s): an endpoint update
+to it stays Updating as long as a test needs."""
+import os
+import time
+
+
+def model_fn(model_dir):
+    deadline = time.monotonic() + 50
+    while not os.path.exists(os.environ["HOLD_UNTIL"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "held"
+
+
+def predict_fn(data, model):
+    return [model for _ in data]
+'''
+
+
+def _tar_gz(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as archive:
+        for name, text in files.items():
+            body = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+    return buf.getvalue()
+
+
+@contextmanager
+def _endpoint_held_updating(cfg, release: Path) -> Iterator[None]:
+    """Another update (an operator's, another run's) in progress until `release` exists."""
+    s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
+    bucket, name = cfg.names["bucket"], f"{cfg.names['model_prefix']}-held"
+    s3.put_object(
+        Bucket=bucket, Key="models/held/code.tar.gz", Body=_tar_gz({"hold.py": HOLD_PROGRAM})
+    )
+    s3.put_object(Bucket=bucket, Key="models/held/model.tar.gz", Body=_tar_gz({"README": "-"}))
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/someone-else",
+        PrimaryContainer={
+            "Image": "someone-else",
+            "ModelDataUrl": f"s3://{bucket}/models/held/model.tar.gz",
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "hold.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": f"s3://{bucket}/models/held/code.tar.gz",
+                "HOLD_UNTIL": str(release),
+            },
+        },
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InstanceType": cfg.settings.endpoint.instance_type,
+            }
+        ],
+    )
+    sagemaker.update_endpoint(EndpointName=cfg.names["endpoint"], EndpointConfigName=name)
+    try:
+        yield
+    finally:
+        release.touch()
+
+
+def _wait_until_entered(arn: str, state: str, timeout: float = 120) -> None:
+    sfn = boto3.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while True:
+        events = run.history(sfn, arn)
+        if any((e.get("stateEnteredEventDetails") or {}).get("name") == state for e in events):
+            return
+        status = sfn.describe_execution(executionArn=arn)["status"]
+        assert status == "RUNNING", f"{arn} ended ({status}) without entering {state}"
+        assert time.monotonic() < deadline, f"{arn} did not enter {state}"
+        time.sleep(0.1)
+
+
+def test_update_refused_while_another_is_in_progress_is_retried_and_promotes(
+    cfg, gate_machine, first_run, real_evaluation, notifications, tmp_path
+):
+    before, _ = _production(cfg)
+    value = _better(cfg)
+    with _endpoint_held_updating(cfg, tmp_path / "release"):
+        assert _endpoint_status(cfg) == "Updating"
+        arn = _start_gate_run(cfg, gate_machine, first_run, real_evaluation, "busy", value)
+        # SageMaker refused the update ("Cannot update in-progress endpoint"): the run waits.
+        _wait_until_entered(arn, "WaitToRetry")
+        refused = _entered(arn, "UpdateEndpoint refused")["error"]
+        assert "Cannot update in-progress endpoint" in refused["Cause"], refused
+    summary = run.follow(cfg, arn, timeout=120)
+    assert summary.outcome == "promoted", run.text(summary)
+    # Refused, waited, read the pointer again (still this run's), then updated the endpoint.
+    assert summary.path.count("UpdateEndpoint") >= 2
+    assert summary.path.count("CheckProduction") >= 2
+    assert "RevertProduction" not in summary.path
+    pointer, serving = _production(cfg)
+    assert pointer["version"] == summary.model_version
+    assert pointer["previous_version"] == before["version"]
+    assert serving == pointer["model_name"]
+    assert _model(cfg, before["version"])["status"] == "retired"
+    subjects = notifications.of(summary.execution_arn)
+    assert len(subjects) == 1 and f"promoted v{summary.model_version}" in subjects[0]
+
+
+def _endpoint_status(cfg) -> str:
+    described = boto3.client("sagemaker").describe_endpoint(EndpointName=cfg.names["endpoint"])
+    return described["EndpointStatus"]
+
+
+@pytest.fixture(scope="module")
+def overtaken(cfg, gate_machine, first_run, real_evaluation) -> dict[str, Any]:
+    """Run L is promoted, then a better run W is: what L's execution ended with, for resuming
+    L's promote path at a later state as if L had been that slow while W overtook it."""
+    sfn = boto3.client("stepfunctions")
+    slow = _gate_run(cfg, gate_machine, first_run, real_evaluation, "overtaken", _better(cfg))
+    assert slow.outcome == "promoted", run.text(slow)
+    state = json.loads(sfn.describe_execution(executionArn=slow.execution_arn)["output"])
+    winner = _gate_run(cfg, gate_machine, first_run, real_evaluation, "overtaker", _better(cfg))
+    assert winner.outcome == "promoted", run.text(winner)
+    assert _model(cfg, slow.model_version)["status"] == "retired"
+    return {"slow": slow, "state": state, "winner": winner}
+
+
+def _resume(cfg, overtaken, gate_machine: str, at: str, case: str) -> run.RunSummary:
+    """L's promote path from state `at` of the deployed definition, on the state L had there."""
+    sfn = boto3.client("stepfunctions")
+    described = sfn.describe_state_machine(stateMachineArn=gate_machine)
+    definition = {**json.loads(described["definition"]), "StartAt": at}
+    machine = sfn.create_state_machine(
+        name=f"{cfg.names['state_machine']}-{case}",
+        definition=json.dumps(definition),
+        roleArn=described["roleArn"],
+    )["stateMachineArn"]
+    arn = sfn.start_execution(
+        stateMachineArn=machine, name=f"gate-{case}", input=json.dumps(overtaken["state"])
+    )["executionArn"]
+    return run.follow(cfg, arn, timeout=120)
+
+
+def _assert_superseded(cfg, overtaken, summary, notifications) -> None:
+    slow, winner = overtaken["slow"], overtaken["winner"]
+    assert summary.status == "SUCCEEDED" and summary.outcome == "rejected", run.text(summary)
+    assert summary.path[-3:] == ["Superseded", "NotifyRejected", "Rejected"], summary.path
+    assert "RevertProduction" not in summary.path and "NotifyPromoted" not in summary.path
+    assert f"v{slow.model_version} waited for the endpoint" in summary.reason
+    # Production is the winner's, in the registry and on the endpoint; L stays retired.
+    pointer, serving = _production(cfg)
+    assert pointer["version"] == winner.model_version
+    assert serving == pointer["model_name"]
+    assert _model(cfg, slow.model_version)["status"] == "retired"
+    subjects = notifications.of(summary.execution_arn)
+    assert len(subjects) == 1 and f"not promoted v{slow.model_version}" in subjects[0], subjects
+
+
+def test_run_superseded_before_its_endpoint_call_skips_it(
+    cfg, gate_machine, overtaken, notifications
+):
+    # L reaches its endpoint calls only after W took production: it must not touch the endpoint.
+    summary = _resume(cfg, overtaken, gate_machine, "StartEndpointWait", "superseded-early")
+    assert summary.path[:3] == ["StartEndpointWait", "CheckProduction", "StillProduction"]
+    assert not {"FindEndpoint", "CreateEndpoint", "UpdateEndpoint"} & set(summary.path)
+    _assert_superseded(cfg, overtaken, summary, notifications)
+
+
+def test_run_superseded_while_waiting_for_the_endpoint_ends_succeeded_not_failed(
+    cfg, gate_machine, overtaken, notifications
+):
+    # L's UpdateEndpoint returned; its wait now finds the endpoint serving W's config. This is
+    # not L's update failing (which reverts): W's claim already retired L.
+    summary = _resume(cfg, overtaken, gate_machine, "PollEndpointAgain", "superseded-late")
+    status = _entered(summary.execution_arn, "ConfirmProduction")["endpoint_status"]
+    assert status["EndpointStatus"] == "InService"
+    assert status["EndpointConfigName"] == _pointer(cfg)["model_name"]
+    assert "EndpointNotServing" not in summary.path
+    _assert_superseded(cfg, overtaken, summary, notifications)

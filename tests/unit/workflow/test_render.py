@@ -121,17 +121,14 @@ def test_endpoint_wait_polls_cover_the_timeout_with_growing_waits():
 def test_promotion_waits_for_the_endpoint_to_serve_the_runs_config(dev, rendered):
     states = json.loads(rendered)["States"]
     for call in ("CreateEndpoint", "UpdateEndpoint"):
-        assert states[call]["Next"] == "WaitForEndpoint"
+        assert states[call]["Next"] == "PollEndpointAgain"
         assert states[call]["ResultSelector"]["action"] == call
-        assert states[call]["ResultSelector"]["wait_seconds"] == 1  # endpoint.wait.poll_seconds
+        assert states[call]["ResultPath"] == "$.endpoint_call"
+    assert states["PollEndpointAgain"]["Next"] == "WaitForEndpoint"
     assert states["WaitForEndpoint"]["Next"] == "DescribeEndpoint"
     assert states["DescribeEndpoint"]["Resource"] == workflow.DESCRIBE_ENDPOINT
-    assert states["DescribeEndpoint"]["Next"] == "EndpointServes"
-    served, changing = states["EndpointServes"]["Choices"]
-    assert served["Next"] == "NotifyPromoted"
-    assert {"StringEqualsPath": "$.registry.model_name", "Variable": (
-        "$.endpoint_status.EndpointConfigName"
-    )} in served["And"]  # fmt: skip
+    assert states["DescribeEndpoint"]["Next"] == "EndpointChanging"
+    (changing,) = states["EndpointChanging"]["Choices"]
     assert {rule["StringEquals"] for rule in changing["Or"]} == set(workflow.ENDPOINT_IN_PROGRESS)
     assert changing["Next"] == "EndpointWaitLeft"
     (again,) = states["EndpointWaitLeft"]["Choices"]
@@ -141,19 +138,82 @@ def test_promotion_waits_for_the_endpoint_to_serve_the_runs_config(dev, rendered
         "Next": "PollEndpointAgain",
     }
     assert states["EndpointWaitLeft"]["Default"] == "EndpointWaitTimedOut"
+    # Settled: the pointer is read again before anything is announced.
+    assert states["EndpointChanging"]["Default"] == "ConfirmProduction"
+    assert states["ConfirmProduction"]["Parameters"]["ConsistentRead"] is True
+    assert states["ConfirmProduction"]["Next"] == "EndpointServes"
+    superseded, served = states["EndpointServes"]["Choices"]
+    assert superseded["Next"] == "Superseded"
+    assert served["Next"] == "NotifyPromoted"
+    assert {"StringEqualsPath": "$.registry.model_name", "Variable": (
+        "$.endpoint_status.EndpointConfigName"
+    )} in served["And"]  # fmt: skip
     # Any other status (Failed, OutOfService, InService with the old config) is a failure.
     assert states["EndpointServes"]["Default"] == "EndpointNotServing"
     for failure in ("EndpointNotServing", "EndpointWaitTimedOut"):
         assert states[failure]["ResultPath"] == "$.error"
         assert states[failure]["Next"] == "EndpointFailed"
-    assert states["EndpointFailed"]["Parameters"] == {"state.$": "$.endpoint.action"}
+    assert states["EndpointFailed"]["Parameters"] == {"state.$": "$.endpoint_call.action"}
     assert states["EndpointFailed"]["Next"] == "RevertProduction"
     assert states["DescribeEndpoint failed"]["Next"] == "RevertProduction"
+
+
+def _owned(rule: dict) -> bool:
+    return {"Variable": workflow.POINTER_MODEL, "StringEqualsPath": workflow.RUN_MODEL} in rule.get(
+        "And", []
+    )
+
+
+def test_every_endpoint_call_follows_a_fresh_read_of_the_pointer(rendered):
+    states = json.loads(rendered)["States"]
+    assert states["CreateEndpointConfig"]["Next"] == "StartEndpointWait"
+    assert states["StartEndpointWait"]["Result"] == {"polls": 0, "wait_seconds": 0}
+    assert states["StartEndpointWait"]["Next"] == "CheckProduction"
+    check = states["CheckProduction"]
+    assert check["Resource"] == "arn:aws:states:::dynamodb:getItem"
+    assert check["Parameters"]["Key"] == {"pk": {"S": "PRODUCTION"}}
+    assert check["Parameters"]["ConsistentRead"] is True
+    assert check["ResultPath"] == workflow.POINTER_PATH
+    (superseded,) = states["StillProduction"]["Choices"]
+    assert _owned(superseded["Not"]) and superseded["Next"] == "Superseded"
+    assert states["StillProduction"]["Default"] == "FindEndpoint"
+    # SageMaker, not the registry, says whether to create or update the endpoint.
+    assert states["FindEndpoint"]["Next"] == "UpdateEndpoint"
+    missing = states["FindEndpoint refused"]["Choices"][0]
+    assert missing == {
+        "Variable": "$.error.Cause",
+        "StringMatches": workflow.ENDPOINT_MISSING,
+        "Next": "CreateEndpoint",
+    }
+    assert states["Superseded"]["ResultPath"] == "$.promotion"
+    assert states["Superseded"]["Parameters"]["promoted"] is False
+    assert states["Superseded"]["Next"] == "NotifyRejected"
+
+
+def test_a_busy_endpoint_is_waited_out_and_the_pointer_read_again(dev, rendered):
+    states = json.loads(rendered)["States"]
+    (busy,) = states["UpdateEndpoint refused"]["Choices"]
+    patterns = {rule["StringMatches"] for rule in busy["Or"]}
+    assert "*in-progress*" in patterns
+    assert busy["Next"] == "EndpointBusy"
+    assert states["UpdateEndpoint refused"]["Default"] == "UpdateEndpoint failed"
+    # Never retried in place: a blind retry could land after a better run's update.
+    for call in ("FindEndpoint", "CreateEndpoint", "UpdateEndpoint"):
+        (retry,) = states[call]["Retry"]
+        assert retry["ErrorEquals"] == workflow.ENDPOINT_CALL_RETRY
+    (left,) = states["EndpointBusy"]["Choices"]
+    assert left["NumericLessThan"] == workflow.endpoint_wait_polls(dev)
+    assert left["Next"] == "RetryEndpointCall"
+    assert states["RetryEndpointCall"]["Next"] == "WaitToRetry"
+    assert states["WaitToRetry"]["SecondsPath"] == "$.endpoint.wait_seconds"
+    assert states["WaitToRetry"]["Next"] == "CheckProduction"
+    assert states["EndpointBusy"]["Default"] == "EndpointBusyTimedOut"
+    assert states["EndpointBusyTimedOut"]["Next"] == "UpdateEndpoint failed"
 
 
 def test_endpoint_wait_follows_the_config():
     cfg = load_config("dev", REPO / "config", environ={"MLOPS__ENDPOINT__WAIT__POLL_SECONDS": "30"})
     states = json.loads(workflow.render(cfg))["States"]
-    assert states["UpdateEndpoint"]["ResultSelector"]["wait_seconds"] == 30
-    step = states["PollEndpointAgain"]["Parameters"]["wait_seconds.$"]
-    assert step == "States.MathAdd($.endpoint.wait_seconds, 30)"
+    for counter in ("PollEndpointAgain", "RetryEndpointCall"):
+        step = states[counter]["Parameters"]["wait_seconds.$"]
+        assert step == "States.MathAdd($.endpoint.wait_seconds, 30)"

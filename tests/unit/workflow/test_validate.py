@@ -89,8 +89,34 @@ BROKEN = {
         "state 'UpdateEndpoint': reaches 'Promoted' without a Choice seeing EndpointStatus",
     ),
     "endpoint_wait_ignores_the_status": (
-        _set(["States", "EndpointServes", "Choices", 0, "And", 0, "StringEquals"], "Updating"),
+        _set(["States", "EndpointServes", "Choices", 1, "And", 0, "StringEquals"], "Updating"),
         "state 'CreateEndpoint': reaches 'Promoted' without a Choice seeing EndpointStatus",
+    ),
+    "superseded_ending_that_does_not_test_the_pointer": (
+        _set(
+            ["States", "EndpointServes", "Choices", 0],
+            {
+                "Variable": "$.endpoint_status.EndpointStatus",
+                "StringEquals": "Failed",
+                "Next": "Superseded",
+            },
+        ),
+        "state 'UpdateEndpoint': reaches 'Rejected' without a Choice seeing EndpointStatus",
+    ),
+    "endpoint_call_without_reading_the_pointer_again": (
+        _set(["States", "StartEndpointWait", "Next"], "FindEndpoint"),
+        "state 'UpdateEndpoint': can be reached without a Choice seeing the PRODUCTION pointer",
+    ),
+    "busy_retry_skips_the_pointer_check": (
+        _set(["States", "WaitToRetry", "Next"], "FindEndpoint"),
+        "state 'CreateEndpoint': can be reached without a Choice seeing the PRODUCTION pointer",
+    ),
+    "endpoint_update_retried_in_place": (
+        _set(
+            ["States", "UpdateEndpoint", "Retry", 0, "ErrorEquals"],
+            ["SageMaker.AmazonSageMakerException"],
+        ),
+        "state 'UpdateEndpoint': retries SageMaker.AmazonSageMakerException in place",
     ),
     "schema_invalid_type": (_set(["States", "Register", "Type"], "Taks"), "ASL schema"),
 }
