@@ -163,7 +163,8 @@ def markdown(results: dict) -> str:
     runs = results.get("runs", {})
 
     def times(key: str) -> str:
-        return f" ({runs[key]} runs)" if runs.get(key) else ""
+        count = runs.get(key)
+        return f" ({count} run{'s' if count != 1 else ''})" if count else ""
 
     rows = [
         ("CLI start-up (`mlops --help`)", f"{results['cli_help_s']:.3f} s"),

@@ -33,7 +33,7 @@ def test_results_are_written_as_json_with_exactly_the_figures_and_their_runs(tmp
 def test_markdown_table_gives_each_figure_with_its_runs_and_the_core_count():
     text = bench.markdown(RESULTS)
     assert text.startswith("Medians on a 2-core machine.")
-    assert "| `make test` (lint and every test) (1 runs) | 612 s |" in text
+    assert "| `make test` (lint and every test) (1 run) | 612 s |" in text
     assert "| ETL rows/s at 1,000,000 rows (3 runs) | 58,971 |" in text
     assert "| CLI start-up (`mlops --help`) (5 runs) | 0.048 s |" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
