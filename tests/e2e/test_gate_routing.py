@@ -181,20 +181,9 @@ def _state(first_run, evaluation_uri: str) -> dict[str, Any]:
     }
 
 
-def _gate_run(
-    cfg,
-    gate_machine: str,
-    first_run,
-    real_evaluation,
-    case: str,
-    value: float | None = None,
-    evaluation_uri: str | None = None,
-    artifact: str | None = None,
-) -> run.RunSummary:
-    arn = _start_gate_run(
-        cfg, gate_machine, first_run, real_evaluation, case, value, evaluation_uri, artifact
-    )
-    return run.follow(cfg, arn, timeout=120)
+def _gate_run(cfg, *args: Any, **kwargs: Any) -> run.RunSummary:
+    """Start a gate run (see _start_gate_run) and follow it to its end."""
+    return run.follow(cfg, _start_gate_run(cfg, *args, **kwargs), timeout=120)
 
 
 def _start_gate_run(
