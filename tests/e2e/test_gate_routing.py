@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from lambdas import _aws
 from pipeline import data, run
@@ -533,6 +534,92 @@ def test_endpoint_deleted_by_hand_is_created_again_by_the_next_promotion(
     assert pointer["previous_version"] == before["version"]
     assert serving == pointer["model_name"]
     assert _endpoint(cfg)["EndpointStatus"] == "InService"
+
+
+@contextmanager
+def _first_model_state(cfg) -> Iterator[None]:
+    """No endpoint and no PRODUCTION item, as before the first promotion; afterwards the
+    production model serves again and PRODUCTION names it, for the tests that follow."""
+    ddb, key = boto3.client("dynamodb"), {"pk": {"S": "PRODUCTION"}}
+    saved = ddb.get_item(TableName=cfg.names["table"], Key=key, ConsistentRead=True)["Item"]
+    serving = _endpoint(cfg)["EndpointConfigName"]
+    boto3.client("sagemaker").delete_endpoint(EndpointName=cfg.names["endpoint"])
+    ddb.delete_item(TableName=cfg.names["table"], Key=key)
+    assert _production(cfg) == (None, None)
+    try:
+        yield
+    finally:
+        ddb.put_item(TableName=cfg.names["table"], Item=saved)
+        _replace_endpoint(cfg, serving)
+        assert _endpoint(cfg)["EndpointStatus"] == "InService"
+
+
+def test_first_model_the_new_endpoint_cannot_serve_fails_create_endpoint_and_is_reverted(
+    cfg, gate_machine, first_run, real_evaluation, notifications
+):
+    # A real tar.gz without model.joblib: CreateModel and CreateEndpoint accept it; SageMaker
+    # then fails to serve it and, with no old config to roll back to, the endpoint turns Failed.
+    not_a_model = _upload_evaluation(cfg, real_evaluation, 0.5, "first-not-a-model")
+    value = _better(cfg)
+    with _first_model_state(cfg):
+        summary = _gate_run(
+            cfg, gate_machine, first_run, real_evaluation, "first-unservable", value,
+            artifact=not_a_model,
+        )  # fmt: skip
+        pointer, endpoint = _pointer(cfg), _endpoint(cfg)
+        with pytest.raises(ClientError, match="ValidationError"):
+            boto3.client("sagemaker-runtime").invoke_endpoint(
+                EndpointName=cfg.names["endpoint"], ContentType="text/csv", Body=b"1"
+            )
+    assert summary.status == "FAILED" and summary.outcome == "failed", run.text(summary)
+    assert summary.production_version is None, "the gate must have seen no production"
+    # FindEndpoint found none, so this first model went through CreateEndpoint.
+    assert "CreateEndpoint" in summary.path and "UpdateEndpoint" not in summary.path
+    assert summary.failed_state == "CreateEndpoint" and summary.error == "EndpointNotServing"
+    assert "did not pass the ping health check" in summary.cause, summary.cause
+    assert "NotifyPromoted" not in summary.path
+    assert summary.path[-5:] == [
+        "EndpointNotServing", "EndpointFailed", "RevertProduction", "NotifyFailure", "Failed",
+    ]  # fmt: skip
+    # The claim is undone: there was no production before, so there is no PRODUCTION item now.
+    assert pointer is None
+    revert = _entered(summary.execution_arn, "NotifyFailure")["revert"]
+    assert revert == {"reverted": True, "production_version": None}, revert
+    failed = _model(cfg, summary.model_version)
+    assert failed["status"] == "failed"
+    assert failed["status_reason"] == "CreateEndpoint failed: EndpointNotServing"
+    # The endpoint the call created serves nothing (the invocation above was refused).
+    assert endpoint["EndpointStatus"] == "Failed" and endpoint.get("FailureReason"), endpoint
+    subjects = notifications.of(summary.execution_arn)
+    assert subjects == [
+        f"[{cfg.settings.project.name}/{cfg.env}] retraining failed in CreateEndpoint: "
+        "EndpointNotServing"
+    ], subjects
+
+
+def test_production_deleted_by_hand_is_taken_by_updating_the_live_endpoint(
+    cfg, gate_machine, first_run, real_evaluation, notifications
+):
+    # PRODUCTION deleted "to start afresh" (what the promote Lambda's errors advise) while the
+    # endpoint keeps serving: the registry says first model, SageMaker says update.
+    before, serving_before = _production(cfg)
+    value = _better(cfg)
+    boto3.client("dynamodb").delete_item(
+        TableName=cfg.names["table"], Key={"pk": {"S": "PRODUCTION"}}
+    )
+    assert _pointer(cfg) is None and _endpoint(cfg)["EndpointStatus"] == "InService"
+    summary = _gate_run(cfg, gate_machine, first_run, real_evaluation, "afresh", value)
+    assert summary.outcome == "promoted", run.text(summary)
+    assert summary.production_version is None, "the gate must have seen no production"
+    assert "UpdateEndpoint" in summary.path and "CreateEndpoint" not in summary.path
+    assert "RevertProduction" not in summary.path
+    pointer, serving = _production(cfg)
+    assert pointer["version"] == summary.model_version != before["version"]
+    assert pointer["previous_version"] is None
+    assert serving == pointer["model_name"] != serving_before
+    assert _endpoint(cfg)["EndpointStatus"] == "InService"
+    subjects = notifications.of(summary.execution_arn)
+    assert len(subjects) == 1 and f"promoted v{summary.model_version}" in subjects[0], subjects
 
 
 # --- concurrent promotions: a busy endpoint, a superseded run ---------------------------------
