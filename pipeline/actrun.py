@@ -159,7 +159,10 @@ def _check_retraining(env_name: str) -> str:
 
     cfg = load_config(env_name, ROOT / "config", environ={})
     sfn, _ = run._clients(cfg)
-    machine = run.state_machine_arn(cfg, sfn)
+    try:
+        machine = run.state_machine_arn(cfg, sfn)
+    except run.RunError as exc:  # act exited 0 although the deploy never happened
+        raise ActError(f"the workflows left nothing deployed: {exc}") from None
     executions = sfn.list_executions(stateMachineArn=machine)["executions"]
     done = [e for e in executions if e["status"] == "SUCCEEDED"]
     if not done:
