@@ -120,18 +120,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
-    from pipeline import graph, validate, workflow
+    from pipeline import graph
     from pipeline.config import load_config
 
-    path = workflow.asl_path(load_config(args.env or "dev"))
-    chart = graph.flowchart(validate.load_definition(path))
     readme = Path(args.readme)
-    if not readme.is_file():
-        raise graph.GraphError(
-            f"{readme}: file not found. Fix: pass --readme FILE with the markers"
-        )
-    current = readme.read_text()
-    updated = graph.embed(current, chart, name=str(readme))
+    current, updated = graph.diagram_update(readme, load_config(args.env or "dev"))
     if args.check:
         if updated != current:
             print(

@@ -370,7 +370,7 @@ def rename_everywhere(root: Path, old: str, new: str, report: Report) -> None:
 
 
 def regenerate(root: Path, config_dir: Path, report: Report) -> None:
-    from pipeline import graph, validate, workflow
+    from pipeline import graph, workflow
 
     for env in environments(config_dir):
         cfg = load_config(env, config_dir, environ={})
@@ -382,8 +382,7 @@ def regenerate(root: Path, config_dir: Path, report: Report) -> None:
     envs = environments(config_dir)
     if readme.is_file() and graph.BEGIN in readme.read_text():  # `mlops graph` draws dev
         drawn = load_config("dev" if "dev" in envs else envs[0], config_dir, environ={})
-        chart = graph.flowchart(validate.load_definition(workflow.asl_path(drawn)))
-        readme.write_text(graph.embed(readme.read_text(), chart))
+        readme.write_text(graph.diagram_update(readme, drawn)[1])
         report.generated.append("README.md (diagram)")
 
 
