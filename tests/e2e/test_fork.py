@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import init
 from pipeline.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -74,18 +75,12 @@ def _tail(done: subprocess.CompletedProcess, lines: int = 40) -> str:
 
 @pytest.fixture(scope="module")
 def fork(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
     target = tmp_path_factory.mktemp("fork") / "project"
-    for name in filter(None, listed.split("\0")):
-        source = REPO / name
-        if source.is_file():  # a tracked file deleted in the working tree is not copied
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    # What a clone holds: git's view of the files (tracked plus untracked-not-ignored).
+    for source in init.project_files(REPO):
+        name = source.relative_to(REPO)
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target / name)
     # A clone is a git checkout: init then uses git's view of the files, as in a real fork.
     for argv in (["git", "init", "-q"], ["git", "add", "-A"]):
         subprocess.run(argv, cwd=target, check=True, capture_output=True)
