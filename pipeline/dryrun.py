@@ -60,8 +60,8 @@ def comparison_markdown(head: dict[str, Any], base: dict[str, Any] | None, drop:
     head_label = f"this change (`{str(head.get('commit'))[:12]}`)"
     if base is None:
         lines += [
-            "The base branch could not be dry-run (it predates `mlops dry-run`), so there is",
-            "nothing to compare with.",
+            "The base branch's code could not be dry-run (the job log says why: it may predate",
+            "`mlops dry-run`, or fail on this data), so there is nothing to compare with.",
             "",
             f"| metric | {head_label} |",
             "|---|---|",
