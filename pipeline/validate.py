@@ -105,12 +105,6 @@ def _top_key(path: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _lambda_modules(definition_text: str) -> set[str]:
-    return {
-        m.group(1) for m in re.finditer(r"\$\{([A-Z][A-Za-z0-9]*)FunctionArn\}", definition_text)
-    }
-
-
 def _handler_defined(module: Path) -> bool:
     tree = ast.parse(module.read_text())
     return any(isinstance(n, ast.FunctionDef) and n.name == "handler" for n in tree.body)
