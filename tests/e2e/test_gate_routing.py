@@ -483,6 +483,25 @@ def test_failed_promotion_notice_fails_the_run_with_the_new_model_serving(
 # --- the endpoint update fails after UpdateEndpoint returned --------------------------------
 
 
+def _assert_unservable_model_reverted(cfg, summary, call: str, notifications) -> None:
+    """The run failed in `call` because the endpoint could not serve the model: promotion was
+    never announced, the pointer was reverted, the model marked failed, the failure notified."""
+    assert summary.status == "FAILED" and summary.outcome == "failed", run.text(summary)
+    assert summary.failed_state == call and summary.error == "EndpointNotServing"
+    assert "did not pass the ping health check" in summary.cause, summary.cause
+    assert "NotifyPromoted" not in summary.path
+    assert summary.path[-5:] == [
+        "EndpointNotServing", "EndpointFailed", "RevertProduction", "NotifyFailure", "Failed",
+    ]  # fmt: skip
+    failed = _model(cfg, summary.model_version)
+    assert failed["status"] == "failed"
+    assert failed["status_reason"] == f"{call} failed: EndpointNotServing"
+    subjects = notifications.of(summary.execution_arn)
+    assert subjects == [
+        f"[{cfg.settings.project.name}/{cfg.env}] retraining failed in {call}: EndpointNotServing"
+    ], subjects
+
+
 def test_model_the_endpoint_cannot_serve_is_reverted_and_notified(
     cfg, gate_machine, first_run, real_evaluation, notifications
 ):
@@ -496,24 +515,10 @@ def test_model_the_endpoint_cannot_serve_is_reverted_and_notified(
     )  # fmt: skip
     endpoint = _endpoint(cfg)
     assert endpoint["EndpointStatus"] == "InService" and endpoint.get("FailureReason"), endpoint
-    assert summary.status == "FAILED" and summary.outcome == "failed", run.text(summary)
-    assert summary.failed_state == "UpdateEndpoint" and summary.error == "EndpointNotServing"
-    assert "did not pass the ping health check" in summary.cause, summary.cause
-    # Promotion was never announced: the loop saw the rolled-back endpoint and reverted.
-    assert "NotifyPromoted" not in summary.path
-    assert summary.path[-5:] == [
-        "EndpointNotServing", "EndpointFailed", "RevertProduction", "NotifyFailure", "Failed",
-    ]  # fmt: skip
+    # The wait loop saw the rolled-back endpoint and reverted.
+    _assert_unservable_model_reverted(cfg, summary, "UpdateEndpoint", notifications)
     assert _production(cfg) == before
     assert _pointer(cfg)["model_name"] == endpoint["EndpointConfigName"]
-    failed = _model(cfg, summary.model_version)
-    assert failed["status"] == "failed"
-    assert failed["status_reason"] == "UpdateEndpoint failed: EndpointNotServing"
-    subjects = notifications.of(summary.execution_arn)
-    assert subjects == [
-        f"[{cfg.settings.project.name}/{cfg.env}] retraining failed in UpdateEndpoint: "
-        "EndpointNotServing"
-    ], subjects
 
 
 # --- the endpoint as SageMaker has it, not as the registry implies --------------------------
@@ -571,30 +576,16 @@ def test_first_model_the_new_endpoint_cannot_serve_fails_create_endpoint_and_is_
             boto3.client("sagemaker-runtime").invoke_endpoint(
                 EndpointName=cfg.names["endpoint"], ContentType="text/csv", Body=b"1"
             )
-    assert summary.status == "FAILED" and summary.outcome == "failed", run.text(summary)
+    _assert_unservable_model_reverted(cfg, summary, "CreateEndpoint", notifications)
     assert summary.production_version is None, "the gate must have seen no production"
     # FindEndpoint found none, so this first model went through CreateEndpoint.
     assert "CreateEndpoint" in summary.path and "UpdateEndpoint" not in summary.path
-    assert summary.failed_state == "CreateEndpoint" and summary.error == "EndpointNotServing"
-    assert "did not pass the ping health check" in summary.cause, summary.cause
-    assert "NotifyPromoted" not in summary.path
-    assert summary.path[-5:] == [
-        "EndpointNotServing", "EndpointFailed", "RevertProduction", "NotifyFailure", "Failed",
-    ]  # fmt: skip
     # The claim is undone: there was no production before, so there is no PRODUCTION item now.
     assert pointer is None
     revert = _entered(summary.execution_arn, "NotifyFailure")["revert"]
     assert revert == {"reverted": True, "production_version": None}, revert
-    failed = _model(cfg, summary.model_version)
-    assert failed["status"] == "failed"
-    assert failed["status_reason"] == "CreateEndpoint failed: EndpointNotServing"
     # The endpoint the call created serves nothing (the invocation above was refused).
     assert endpoint["EndpointStatus"] == "Failed" and endpoint.get("FailureReason"), endpoint
-    subjects = notifications.of(summary.execution_arn)
-    assert subjects == [
-        f"[{cfg.settings.project.name}/{cfg.env}] retraining failed in CreateEndpoint: "
-        "EndpointNotServing"
-    ], subjects
 
 
 def test_production_deleted_by_hand_is_taken_by_updating_the_live_endpoint(
